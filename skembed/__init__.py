@@ -1,0 +1,7 @@
+"""skembed: sentence embeddings as scikit-learn estimators."""
+
+from ._engine import DEFAULT_MODEL
+from ._vectorizer import EmbeddingVectorizer
+
+__all__ = ["DEFAULT_MODEL", "EmbeddingVectorizer"]
+__version__ = "0.1.0"

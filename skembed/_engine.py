@@ -208,9 +208,11 @@ class Encoder:
 
     @property
     def loaded(self) -> _LoadedModel:
+        global MODEL_LOADS
         with self._lock:
             if self._loaded is None:
                 self._loaded = _LoadedModel(self.config, resolve_device(self.config.device))
+                MODEL_LOADS += 1
             return self._loaded
 
     @property
@@ -256,6 +258,10 @@ class Encoder:
 
 _ENCODERS: dict = {}
 _ENCODERS_LOCK = threading.Lock()
+
+#: How many times this process has loaded a model's weights (read by tests and
+#: tools, e.g. on Dask workers, to check that a model loads once per process).
+MODEL_LOADS = 0
 
 
 def get_encoder(config: EncoderConfig) -> Encoder:

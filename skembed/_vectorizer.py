@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from numbers import Integral
 
 import numpy as np
@@ -9,6 +10,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names, _check_feature_names_in, check_is_fitted
 
+from ._cache import EmbeddingCache, resolve_cache
 from ._engine import BACKENDS, DEFAULT_MODEL, DEVICES, PRECISIONS, EncoderConfig, get_encoder
 from ._input import MISSING_POLICIES, to_text_columns, unique_texts
 
@@ -30,7 +32,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    model : str, default="mrm8488/distiluse-base-multilingual-cased-v2-finetuned-stsb_multi_mt-es"
+    model : str or path-like, default="mrm8488/distiluse-base-multilingual-cased-v2-finetuned-stsb_multi_mt-es"
         A sentence-transformers model name on the Hugging Face Hub, or the path
         of a local folder saved by ``SentenceTransformer.save``.
     backend : {"sentence-transformers", "transformers"}, default="sentence-transformers"
@@ -59,6 +61,15 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         Git revision (branch, tag or commit) of a hub model.
     trust_remote_code : bool, default=False
         Allow a hub model to run its own Python code.
+    cache : None, "memory", str, path-like or EmbeddingCache, default=None
+        Keep vectors to skip recomputing them: None computes every time,
+        ``"memory"`` shares them between all estimators of this process, a
+        path (or an :class:`~skembed.EmbeddingCache`) keeps them in an SQLite
+        file that several processes can share. A cached vector is served only
+        to the same model files, backend, precision, device type,
+        max_seq_length and normalisation. It survives :func:`~sklearn.base.clone`
+        and pickling, so a grid search embeds each text once; a fully cached
+        call does not load the model.
 
     Attributes
     ----------
@@ -83,7 +94,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "model": [str],
+        "model": [str, os.PathLike],
         "backend": [StrOptions(set(BACKENDS))],
         "device": [StrOptions(set(DEVICES))],
         "precision": [StrOptions(set(PRECISIONS))],
@@ -94,6 +105,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         "show_progress_bar": ["boolean", StrOptions({"auto"})],
         "revision": [str, None],
         "trust_remote_code": ["boolean"],
+        "cache": [None, str, os.PathLike, EmbeddingCache],
     }
 
     def __init__(
@@ -110,6 +122,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         show_progress_bar="auto",
         revision=None,
         trust_remote_code=False,
+        cache=None,
     ):
         self.model = model
         self.backend = backend
@@ -122,6 +135,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         self.show_progress_bar = show_progress_bar
         self.revision = revision
         self.trust_remote_code = trust_remote_code
+        self.cache = cache
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -132,7 +146,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
 
     def _encoder_config(self) -> EncoderConfig:
         return EncoderConfig(
-            model=self.model,
+            model=os.fspath(self.model),
             backend=self.backend,
             device=self.device,
             precision=self.precision,
@@ -142,8 +156,10 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         )
 
     def _validate_columns(self, X, *, reset: bool):
-        columns = to_text_columns(X, handle_missing=self.handle_missing)
+        # Names first, as scikit-learn does: a renamed column is reported as
+        # such, not as the missing values a reindexed dataframe would hold.
         _check_feature_names(self, X, reset=reset)
+        columns = to_text_columns(X, handle_missing=self.handle_missing)
         if reset:
             self.n_features_in_ = columns.n_columns
         elif columns.n_columns != self.n_features_in_:
@@ -177,7 +193,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         self._validate_columns(X, reset=True)
-        self.embedding_dim_ = get_encoder(self._encoder_config()).dimension
+        self.embedding_dim_ = self._embedding_dim()
         return self
 
     def transform(self, X):
@@ -200,15 +216,31 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         """Fit to ``X``, then embed it; the same as ``fit(X).transform(X)``."""
         self._validate_params()
         columns = self._validate_columns(X, reset=True)
-        self.embedding_dim_ = get_encoder(self._encoder_config()).dimension
+        self.embedding_dim_ = self._embedding_dim()
         return self._embed_columns(columns)
+
+    def _embedding_dim(self) -> int:
+        """The model's dimension, read from the cache when it knows it (no model load)."""
+        cache = resolve_cache(self.cache)
+        config = self._encoder_config()
+        dim = None if cache is None else cache.dimension(config, normalize=self.normalize)
+        return get_encoder(config).dimension if dim is None else dim
 
     def embed_unique(self, texts: list) -> np.ndarray:
         """Embed distinct texts, row ``i`` for ``texts[i]`` (float32).
 
         The building block of :meth:`transform`, for estimators that need
-        vectors of texts they have already deduplicated.
+        vectors of texts they have already deduplicated. Goes through the
+        ``cache`` when there is one.
         """
+        cache = resolve_cache(self.cache)
+        if cache is None:
+            return self._encode(texts)
+        return cache.embed(
+            self._encoder_config(), texts, normalize=self.normalize, encode=self._encode
+        )
+
+    def _encode(self, texts: list) -> np.ndarray:
         show = self.show_progress_bar
         if show == "auto":
             show = len(texts) >= AUTO_PROGRESS_MIN_TEXTS

@@ -1,0 +1,142 @@
+"""Identity of a model's weights, obtained from files without loading them.
+
+A local folder is identified by a digest of its weight, tokenizer and config
+files; a hub model by the commit its revision resolves to. File digests are
+memoised per process by (path, size, mtime, inode), so the weights of a
+540 MB model are read once per process, whatever the number of clones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from pathlib import Path
+
+#: Sub-folders of a sentence-transformers folder that the torch backend never reads.
+_SKIPPED_DIRS = frozenset({"onnx", "openvino", "__pycache__"})
+_CHUNK = 1 << 20
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+_FILE_DIGESTS: dict = {}
+_HUB_COMMITS: dict = {}
+_LOCK = threading.Lock()
+
+
+def _is_model_file(name: str) -> bool:
+    """Whether a file can change a vector (documentation and VCS files cannot)."""
+    lower = name.lower()
+    return not (
+        name.startswith(".")
+        or lower.endswith((".md", ".rst"))
+        or lower.startswith(("license", "readme"))
+    )
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """blake2b digest of a file's content, computed once per (path, size, mtime, inode).
+
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile(delete=False) as f:
+    ...     _ = f.write(b"weights")
+    >>> file_digest(f.name) == hashlib.blake2b(b"weights", digest_size=20).hexdigest()
+    True
+    """
+    path = os.path.abspath(path)
+    st = os.stat(path)
+    memo_key = (path, st.st_size, st.st_mtime_ns, st.st_ino)
+    with _LOCK:
+        digest = _FILE_DIGESTS.get(memo_key)
+    if digest is None:
+        h = hashlib.blake2b(digest_size=20)
+        with open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+        digest = h.hexdigest()
+        with _LOCK:
+            _FILE_DIGESTS[memo_key] = digest
+    return digest
+
+
+def folder_fingerprint(folder: str | os.PathLike) -> str:
+    """Digest of every file of a model folder that can change a vector.
+
+    The digest depends on the files' relative paths and contents, not on the
+    folder's location: two copies of a model share their fingerprint.
+    """
+    folder = os.path.abspath(folder)
+    entries = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIPPED_DIRS)
+        for name in sorted(files):
+            if _is_model_file(name):
+                path = os.path.join(root, name)
+                rel = os.path.relpath(path, folder).replace(os.sep, "/")
+                entries.append(f"{rel}\0{file_digest(path)}")
+    if not entries:
+        raise ValueError(f"Model folder {folder!r} holds no model file.")
+    return hashlib.blake2b("\n".join(entries).encode(), digest_size=20).hexdigest()
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    flag = os.environ.get("HF_HUB_OFFLINE", "")
+    return bool(constants.HF_HUB_OFFLINE) or flag.upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _local_commit(repo: str, revision: str) -> str | None:
+    """Commit of ``revision`` in the local Hugging Face cache, read from its refs."""
+    from huggingface_hub import constants
+
+    folder = Path(constants.HF_HUB_CACHE) / ("models--" + repo.replace("/", "--"))
+    ref = folder / "refs" / revision
+    try:
+        commit = ref.read_text().strip()
+    except OSError:
+        return None
+    return commit if _COMMIT.match(commit) and (folder / "snapshots" / commit).is_dir() else None
+
+
+def hub_commit(repo: str, revision: str | None = None) -> str | None:
+    """The commit a hub model's revision resolves to; None when unknown.
+
+    Online, the hub is asked once per process (what a load would download);
+    offline, or when the hub cannot be reached, the local cache's refs are
+    read (what a load would use).
+    """
+    revision = revision or "main"
+    if _COMMIT.match(revision):
+        return revision
+    with _LOCK:
+        commit = _HUB_COMMITS.get((repo, revision))
+    if commit is not None:
+        return commit
+    if not _offline():
+        try:
+            from huggingface_hub import model_info
+
+            commit = model_info(repo, revision=revision, timeout=10).sha
+        except Exception:  # noqa: BLE001 - no network: fall back on the local cache
+            commit = None
+    if commit is None:
+        commit = _local_commit(repo, revision)
+    if commit is not None:
+        with _LOCK:
+            _HUB_COMMITS[(repo, revision)] = commit
+    return commit
+
+
+def model_identity(model: str, revision: str | None = None) -> str | None:
+    """A string that changes whenever the model's weights or configs change.
+
+    ``"folder:<digest>"`` for a local folder, ``"hub:<repo>@<commit>"`` for a
+    hub model, None when a hub model's commit cannot be resolved yet (not
+    downloaded and no network).
+    """
+    local = os.path.expanduser(model)
+    if os.path.isdir(local):
+        return "folder:" + folder_fingerprint(local)
+    commit = hub_commit(model, revision)
+    return None if commit is None else f"hub:{model}@{commit}"

@@ -18,6 +18,9 @@ import pytest
 # Everything the suite loads is on disk: never wait on the hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# scikit-learn's array-API estimator check needs scipy's array API, which scipy
+# reads when first imported: set it before any test module imports sklearn.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
 ROOT = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("SKEMBED_SHARED", ROOT.parent / "shared"))

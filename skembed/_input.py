@@ -80,7 +80,7 @@ def _cell_to_text(value, col, row, names, index):
     """Return the text of one non-missing cell, or raise a clear error."""
     where = f"{_describe_column(col, names)}, {_describe_row(row, index)}"
     if isinstance(value, str):
-        return value
+        return str(value)  # np.str_ and other str subclasses become plain str
     if isinstance(value, bytes | np.bytes_):
         try:
             return bytes(value).decode("utf-8")
@@ -213,7 +213,8 @@ def to_text_columns(X, *, handle_missing: str = "error", min_columns: int = 1) -
     (2, 2, [False, True])
     """
     raw, names, index = _raw_columns(X)
-    n_rows = len(raw[0]) if raw else 0
+    # With no column at all, the rows are counted on X itself (shape (n, 0)).
+    n_rows = len(raw[0]) if raw else int(getattr(X, "shape", (len(X),))[0])
     if len(raw) < max(min_columns, 1):
         raise ValueError(
             f"Found array with {len(raw)} feature(s) (shape=({n_rows}, {len(raw)})) while "

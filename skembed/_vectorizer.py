@@ -155,11 +155,13 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
             trust_remote_code=self.trust_remote_code,
         )
 
-    def _validate_columns(self, X, *, reset: bool):
+    def _validate_columns(self, X, *, reset: bool, min_columns: int = 1):
         # Names first, as scikit-learn does: a renamed column is reported as
         # such, not as the missing values a reindexed dataframe would hold.
         _check_feature_names(self, X, reset=reset)
-        columns = to_text_columns(X, handle_missing=self.handle_missing)
+        columns = to_text_columns(
+            X, handle_missing=self.handle_missing, min_columns=min_columns
+        )
         if reset:
             self.n_features_in_ = columns.n_columns
         elif columns.n_columns != self.n_features_in_:

@@ -1,0 +1,157 @@
+"""Semantic textual similarity evaluation and correlation scorers.
+
+:func:`evaluate_sts` computes what sentence-transformers'
+``EmbeddingSimilarityEvaluator`` reports: the Pearson and Spearman
+correlations of the cosine similarity of each pair's embeddings with the gold
+scores. ``spearman_scorer`` and ``pearson_scorer`` rank any regressor's
+predictions the same way inside ``GridSearchCV`` or ``cross_validate``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import pearsonr, spearmanr
+from sklearn.base import clone
+from sklearn.metrics import make_scorer
+from sklearn.utils.validation import _check_y
+
+from ._input import to_text_columns
+
+
+def spearman_score(y_true, y_pred) -> float:
+    """Spearman rank correlation of predictions with targets.
+
+    Examples
+    --------
+    >>> spearman_score([1, 2, 3, 4], [0.1, 0.4, 0.3, 0.9])
+    0.8
+    """
+    return float(spearmanr(y_true, y_pred).statistic)
+
+
+def pearson_score(y_true, y_pred) -> float:
+    """Pearson linear correlation of predictions with targets.
+
+    Examples
+    --------
+    >>> round(pearson_score([1, 2, 3], [2, 4, 7]), 4)
+    0.9934
+    """
+    return float(pearsonr(np.asarray(y_true, float), np.asarray(y_pred, float)).statistic)
+
+
+#: Scorer for ``scoring=`` in model selection: Spearman of ``predict`` with ``y``.
+spearman_scorer = make_scorer(spearman_score)
+#: Scorer for ``scoring=`` in model selection: Pearson of ``predict`` with ``y``.
+pearson_scorer = make_scorer(pearson_score)
+
+
+@dataclass
+class STSResult:
+    """Correlations of cosine similarity with gold scores.
+
+    Attributes
+    ----------
+    pearson, spearman : float
+        Correlations of :attr:`similarity` with :attr:`gold`.
+    similarity : ndarray of shape (n_pairs,)
+        Cosine similarity of each pair's embeddings.
+    gold : ndarray of shape (n_pairs,)
+        The gold scores.
+    """
+
+    pearson: float
+    spearman: float
+    similarity: np.ndarray
+    gold: np.ndarray
+
+    @property
+    def n_pairs(self) -> int:
+        return len(self.gold)
+
+    def as_dict(self) -> dict:
+        return {"pearson": self.pearson, "spearman": self.spearman, "n_pairs": self.n_pairs}
+
+
+def _as_vectorizer(model, batch_size):
+    from ._vectorizer import EmbeddingVectorizer
+
+    if isinstance(model, str | os.PathLike):
+        vectorizer = EmbeddingVectorizer(model=os.fspath(model))
+    elif isinstance(model, EmbeddingVectorizer):
+        vectorizer = model
+    else:
+        raise TypeError(
+            "evaluate_sts expects a model name or folder, an EmbeddingVectorizer or a "
+            f"fitted SimilarityRegressor, got {type(model).__name__}."
+        )
+    if batch_size is not None:
+        vectorizer = clone(vectorizer).set_params(batch_size=batch_size)
+    return vectorizer
+
+
+def evaluate_sts(model, sentences1, sentences2, scores, *, batch_size=None) -> STSResult:
+    """Pearson and Spearman of cosine similarity against gold similarity scores.
+
+    The same figures as sentence-transformers'
+    ``EmbeddingSimilarityEvaluator`` (``*_cosine`` metrics) on the same model
+    and pairs; each distinct sentence is embedded once.
+
+    Parameters
+    ----------
+    model : str, path-like, EmbeddingVectorizer or SimilarityRegressor
+        A model name or folder, a vectorizer (used as configured; it needs
+        no fit), or a fitted :class:`SimilarityRegressor` whose (possibly
+        fine-tuned) encoder is evaluated.
+    sentences1, sentences2 : sequence of str
+        The pairs.
+    scores : sequence of float
+        Gold similarity of each pair, on any scale.
+    batch_size : int or None, default=None
+        Overrides the vectorizer's batch size.
+
+    Returns
+    -------
+    STSResult
+        ``pearson``, ``spearman``, and the ``similarity`` and ``gold`` arrays.
+
+    Examples
+    --------
+    >>> from skembed import evaluate_sts
+    >>> result = evaluate_sts(MINILM,
+    ...     ["A man plays a guitar.", "A dog runs.", "A child is eating."],
+    ...     ["A man is playing the guitar.", "A cat sleeps.", "Stocks fell today."],
+    ...     [4.9, 1.0, 0.0])
+    >>> result.spearman
+    1.0
+    """
+    if not len(sentences1) == len(sentences2) == len(scores):
+        raise ValueError(
+            f"sentences1, sentences2 and scores must have equal lengths, got "
+            f"{len(sentences1)}, {len(sentences2)} and {len(scores)}."
+        )
+    gold = _check_y(scores, y_numeric=True).astype(np.float64)
+    if len(gold) < 2:
+        raise ValueError(f"Correlations need at least 2 pairs, got {len(gold)}.")
+    pairs = np.empty((len(gold), 2), dtype=object)
+    pairs[:, 0] = list(sentences1)
+    pairs[:, 1] = list(sentences2)
+    if hasattr(model, "predict_similarity"):
+        similarity = np.asarray(model.predict_similarity(pairs), dtype=np.float64)
+        if similarity.ndim != 1:
+            raise ValueError("evaluate_sts needs a SimilarityRegressor fitted on 2 columns.")
+    else:
+        from ._regressor import column_similarities
+
+        vectorizer = _as_vectorizer(model, batch_size)
+        columns = to_text_columns(pairs, handle_missing=vectorizer.handle_missing, min_columns=2)
+        similarity = column_similarities(vectorizer, columns, [(0, 1)])[:, 0]
+    return STSResult(
+        pearson=pearson_score(gold, similarity),
+        spearman=spearman_score(gold, similarity),
+        similarity=similarity,
+        gold=gold,
+    )

@@ -1,0 +1,269 @@
+"""Fine-tune a sentence-transformers model on scored sentence pairs.
+
+This module knows nothing of scikit-learn. :class:`FineTuneConfig` holds the
+recipe (by default the one of the default model's card), and
+:func:`fine_tune` runs it with sentence-transformers' own
+``SentenceTransformerTrainer``, then saves the model to a folder that both
+``SentenceTransformer(folder)`` and ``EmbeddingVectorizer(model=folder)`` load.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from . import _engine
+
+LOSSES = ("mnrl", "cosent", "cosine")
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """How to fine-tune; the defaults are the default model card's recipe.
+
+    Parameters
+    ----------
+    loss : {"mnrl", "cosent", "cosine"}, default="mnrl"
+        ``"mnrl"``: MultipleNegativesRankingLoss (cosine similarity, ``scale``)
+        on the pairs whose normalised score is at least ``positive_threshold``,
+        the other texts of the batch being the negatives; batches hold no
+        duplicate text. ``"cosent"``: CoSENTLoss (``scale``) and
+        ``"cosine"``: CosineSimilarityLoss, both on every pair with its score
+        normalised to [0, 1].
+    epochs : int, default=3
+    batch_size : int, default=16
+    learning_rate : float, default=2e-5
+        Peak learning rate of AdamW.
+    weight_decay : float, default=0.01
+    warmup_steps : int, default=271
+        Linear warm-up, then linear decay to zero.
+    max_grad_norm : float, default=1.0
+    scale : float, default=20.0
+        Inverse temperature of the ``"mnrl"`` and ``"cosent"`` losses.
+    positive_threshold : float, default=0.5
+        Smallest normalised score of a pair used as a positive by ``"mnrl"``.
+    bf16 : bool, default=False
+        Train under bfloat16 autocast (fast on CPUs with AMX and recent GPUs);
+        the saved weights stay float32.
+    max_seq_length : int or None, default=None
+        Truncate texts to this many tokens while training; None keeps the
+        model's limit.
+    """
+
+    loss: str = "mnrl"
+    epochs: int = 3
+    batch_size: int = 16
+    learning_rate: float = 2e-5
+    weight_decay: float = 0.01
+    warmup_steps: int = 271
+    max_grad_norm: float = 1.0
+    scale: float = 20.0
+    positive_threshold: float = 0.5
+    bf16: bool = False
+    max_seq_length: int | None = None
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if self.batch_size < 2 and self.loss == "mnrl":
+            raise ValueError("loss='mnrl' needs batch_size >= 2: the batch holds the negatives.")
+        if not isinstance(self.warmup_steps, int | np.integer) or self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}.")
+        for name in ("learning_rate", "scale", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}.")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}.")
+        if not 0 <= self.positive_threshold <= 1:
+            raise ValueError(
+                f"positive_threshold must be in [0, 1], got {self.positive_threshold!r}."
+            )
+
+    @classmethod
+    def from_params(cls, params: dict | None) -> FineTuneConfig:
+        """Build a config from a dict of overrides, naming any unknown key.
+
+        >>> FineTuneConfig.from_params({"loss": "cosent"}).loss
+        'cosent'
+        """
+        params = dict(params or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(
+                f"Unknown fine-tuning parameter(s) {unknown}; valid ones are {sorted(known)}."
+            )
+        return cls(**params)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def normalise_scores(scores, low: float, high: float) -> np.ndarray:
+    """Map scores from [low, high] to [0, 1] (clipped); a constant scale maps to 1.
+
+    >>> normalise_scores([0.0, 2.5, 5.0], 0.0, 5.0).tolist()
+    [0.0, 0.5, 1.0]
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if high <= low:
+        return np.ones_like(scores)
+    return np.clip((scores - low) / (high - low), 0.0, 1.0)
+
+
+def _training_dataset(sentences1, sentences2, unit_scores, config: FineTuneConfig):
+    from datasets import Dataset
+
+    s1 = [str(s) for s in sentences1]
+    s2 = [str(s) for s in sentences2]
+    if config.loss == "mnrl":
+        keep = np.flatnonzero(np.asarray(unit_scores) >= config.positive_threshold)
+        if len(keep) < 2:
+            raise ValueError(
+                f"loss='mnrl' needs at least 2 positive pairs (normalised score >= "
+                f"{config.positive_threshold}); found {len(keep)}."
+            )
+        return Dataset.from_dict(
+            {"anchor": [s1[i] for i in keep], "positive": [s2[i] for i in keep]}
+        )
+    return Dataset.from_dict(
+        {"sentence1": s1, "sentence2": s2, "score": [float(s) for s in unit_scores]}
+    )
+
+
+def _make_loss(model, config: FineTuneConfig):
+    from sentence_transformers.sentence_transformer import losses
+
+    if config.loss == "mnrl":
+        return losses.MultipleNegativesRankingLoss(model, scale=config.scale)
+    if config.loss == "cosent":
+        return losses.CoSENTLoss(model, scale=config.scale)
+    return losses.CosineSimilarityLoss(model)
+
+
+def _training_arguments(config: FineTuneConfig, output_dir: str, seed: int, device: str,
+                        show_progress_bar: bool, n_examples: int):
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    steps_per_epoch = max(1, -(-n_examples // config.batch_size))
+    return SentenceTransformerTrainingArguments(
+        output_dir=output_dir,
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_steps,
+        lr_scheduler_type="linear",
+        max_grad_norm=config.max_grad_norm,
+        bf16=config.bf16,
+        seed=seed,
+        data_seed=seed,
+        batch_sampler=(
+            BatchSamplers.NO_DUPLICATES if config.loss == "mnrl" else BatchSamplers.BATCH_SAMPLER
+        ),
+        use_cpu=device == "cpu",
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        logging_strategy="steps",
+        logging_steps=max(1, min(50, steps_per_epoch // 4)),
+        disable_tqdm=not show_progress_bar,
+        dataloader_num_workers=0,
+    )
+
+
+def forget_encoders(model_dir: str) -> None:
+    """Drop the engine's cached encoders of ``model_dir``, whose weights just changed."""
+    with _engine._ENCODERS_LOCK:
+        for config in [c for c in _engine._ENCODERS if c.model == model_dir]:
+            del _engine._ENCODERS[config]
+
+
+def fine_tune(
+    model: str,
+    sentences1,
+    sentences2,
+    scores,
+    output_dir: str | os.PathLike,
+    *,
+    config: FineTuneConfig | None = None,
+    score_range: tuple | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    show_progress_bar: bool = True,
+) -> list:
+    """Fine-tune ``model`` on scored pairs and save it to ``output_dir``.
+
+    Parameters
+    ----------
+    model : str
+        Hub name or local folder of a sentence-transformers model.
+    sentences1, sentences2 : sequence of str
+        The pairs, of equal length.
+    scores : sequence of float
+        Gold similarity of each pair, on any scale.
+    output_dir : path
+        Folder where the fine-tuned model is saved (created if needed).
+    config : FineTuneConfig, optional
+        The recipe; defaults to ``FineTuneConfig()``.
+    score_range : (low, high), optional
+        The scale of ``scores``, mapped to [0, 1]; defaults to their min and max.
+    seed : int
+        Seeds weights' dropout, shuffling and batching: equal seeds give equal models.
+    device : str
+        Torch device, or ``"auto"``.
+    show_progress_bar : bool
+        Show the trainer's progress bar.
+
+    Returns
+    -------
+    losses : list of float
+        Training loss logged along training, first to last.
+    """
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from transformers import set_seed
+
+    config = config or FineTuneConfig()
+    if not len(sentences1) == len(sentences2) == len(scores):
+        raise ValueError(
+            f"sentences1, sentences2 and scores must have equal lengths, got "
+            f"{len(sentences1)}, {len(sentences2)} and {len(scores)}."
+        )
+    scores = np.asarray(scores, dtype=np.float64)
+    low, high = score_range if score_range is not None else (scores.min(), scores.max())
+    unit_scores = normalise_scores(scores, low, high)
+    device = _engine.resolve_device(device)
+    set_seed(seed)
+    st_model = SentenceTransformer(
+        model, device=device, revision=revision, trust_remote_code=trust_remote_code
+    )
+    if config.max_seq_length is not None:
+        st_model.max_seq_length = config.max_seq_length
+    dataset = _training_dataset(sentences1, sentences2, unit_scores, config)
+    with tempfile.TemporaryDirectory(prefix="skembed-trainer-") as scratch:
+        trainer = SentenceTransformerTrainer(
+            model=st_model,
+            args=_training_arguments(
+                config, scratch, seed, device, show_progress_bar, len(dataset)
+            ),
+            train_dataset=dataset,
+            loss=_make_loss(st_model, config),
+        )
+        trainer.train()
+        history = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    st_model.save(str(output_dir))
+    forget_encoders(str(output_dir))
+    return history

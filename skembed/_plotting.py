@@ -1,0 +1,44 @@
+"""Figures of evaluation results, drawn with matplotlib's Agg backend (no display needed)."""
+
+from __future__ import annotations
+
+import os
+
+
+def plot_sts(result, path, *, title: str | None = None) -> str:
+    """Scatter of predicted similarity against gold scores, saved as an image.
+
+    Parameters
+    ----------
+    result : STSResult
+        What :func:`skembed.evaluate_sts` returned.
+    path : str or path-like
+        Image file to write; the format follows its extension (``.png``).
+    title : str or None
+        First line of the title; the correlations make the second.
+
+    Returns
+    -------
+    path : str
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "Plotting needs matplotlib: pip install 'skembed[plot]'."
+        ) from exc
+
+    fig = Figure(figsize=(5.5, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.scatter(result.gold, result.similarity, s=8, alpha=0.4, edgecolors="none")
+    ax.set_xlabel("gold similarity score")
+    ax.set_ylabel("cosine similarity of the embeddings")
+    heading = f"Spearman {result.spearman:.4f}, Pearson {result.pearson:.4f}"
+    heading += f" ({result.n_pairs} pairs)"
+    ax.set_title(heading if title is None else f"{title}\n{heading}", fontsize=10)
+    ax.grid(alpha=0.3)
+    path = os.fspath(path)
+    fig.savefig(path, dpi=100)
+    return path

@@ -1,0 +1,350 @@
+"""SimilarityRegressor: score text pairs (or a query against fields) on the user's scale."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from itertools import combinations
+from numbers import Real
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import Ridge
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_y, check_consistent_length, check_is_fitted
+
+from ._finetune import FineTuneConfig, fine_tune, forget_encoders
+from ._input import unique_texts
+from ._vectorizer import EmbeddingVectorizer
+
+HEADS = ("auto", "isotonic", "ridge")
+
+#: Temporary folders of fine-tuned encoders, deleted when the process exits.
+_SCRATCH_DIRS: list = []
+
+
+def column_similarities(vectorizer, columns, pairs) -> np.ndarray:
+    """Cosine similarity of the texts of each pair of columns, one feature per pair.
+
+    Each distinct text of ``columns`` (a :class:`~skembed._input.TextColumns`)
+    is embedded once by ``vectorizer.embed_unique``. A missing cell embedded as
+    zeros (``handle_missing="zero"``) has similarity 0 with anything.
+
+    Returns
+    -------
+    ndarray of shape (n_rows, len(pairs)), float64
+    """
+    texts, positions = unique_texts(columns.columns)
+    vectors = vectorizer.embed_unique(texts).astype(np.float64)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    np.divide(vectors, norms, out=vectors, where=norms > 0)
+    zero = vectorizer.handle_missing == "zero"
+    out = np.empty((columns.n_rows, len(pairs)), dtype=np.float64)
+    for k, (i, j) in enumerate(pairs):
+        out[:, k] = np.einsum("ij,ij->i", vectors[positions[i]], vectors[positions[j]])
+        if zero:
+            out[columns.missing[i] | columns.missing[j], k] = 0.0
+    return out
+
+
+class SimilarityRegressor(RegressorMixin, BaseEstimator):
+    """Predict a similarity score from the cosine similarity of text embeddings.
+
+    With two text columns this is the classic sentence-pair scorer: the
+    cosine similarity of the two embeddings is mapped to the scale of ``y``
+    (0-5 for STSb) by a monotone calibration. With ``k > 2`` columns the
+    features are the ``k * (k - 1) / 2`` cosine similarities between all pairs
+    of columns, mapped to ``y`` by a ridge regression: compare a query with
+    several fields of a table. Each distinct text is embedded once per call.
+
+    Optionally, :meth:`fit` first fine-tunes the encoder on the training pairs
+    with sentence-transformers' trainer (the default model card's recipe by
+    default), then fits the head on the fine-tuned similarities.
+
+    Parameters
+    ----------
+    vectorizer : EmbeddingVectorizer or None, default=None
+        Turns texts into vectors; None means ``EmbeddingVectorizer()`` (the
+        default model). Its parameters are tunable as ``vectorizer__<name>``.
+        Missing cells follow its ``handle_missing`` policy.
+    head : {"auto", "isotonic", "ridge"}, default="auto"
+        How similarities become scores. ``"isotonic"``: an increasing
+        isotonic regression of ``y`` on the one similarity of two columns
+        (clipped outside the range seen in fit). ``"ridge"``: a ridge
+        regression on all similarities. ``"auto"``: isotonic for two
+        columns, ridge for more.
+    alpha : float, default=1.0
+        Regularisation strength of the ridge head.
+    fine_tune : bool, default=False
+        Fine-tune the encoder on the training pairs (two columns only)
+        before fitting the head. The fine-tuned model is saved to a folder
+        (see ``fine_tune_dir``) and :attr:`vectorizer_` points to it.
+    fine_tune_params : dict or None, default=None
+        Overrides of the fine-tuning recipe, see :class:`FineTuneConfig`:
+        ``loss`` ("mnrl", "cosent" or "cosine"), ``epochs``, ``batch_size``,
+        ``learning_rate``, ``weight_decay``, ``warmup_steps``,
+        ``max_grad_norm``, ``scale``, ``positive_threshold``, ``bf16``,
+        ``max_seq_length``. The scores given to the losses are ``y`` scaled
+        from its [min, max] in fit to [0, 1].
+    fine_tune_dir : str, path-like or None, default=None
+        Folder where :meth:`fit` saves the fine-tuned encoder (replacing what
+        is there). None uses a fresh temporary folder deleted when the
+        estimator is garbage-collected or the process exits: call
+        :meth:`save_encoder` to keep it.
+    random_state : int, RandomState instance or None, default=None
+        Seeds fine-tuning (dropout, shuffling); an int makes it reproducible.
+
+    Attributes
+    ----------
+    vectorizer_ : EmbeddingVectorizer
+        The fitted vectorizer; after fine-tuning, its ``model`` is the folder
+        of the fine-tuned encoder.
+    head_ : IsotonicRegression or Ridge
+        The fitted map from similarities to scores.
+    pairs_ : list of tuple of int
+        The pairs of columns compared, in the order of the features.
+    fine_tuned_model_ : str or None
+        Folder of the fine-tuned encoder, or None without fine-tuning.
+    fine_tune_history_ : list of float or None
+        Training loss logged during fine-tuning.
+    n_features_in_ : int
+        Number of text columns seen in :meth:`fit`.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names seen in :meth:`fit`, when ``X`` had string column names.
+
+    See Also
+    --------
+    EmbeddingVectorizer : The embeddings behind the similarities.
+    evaluate_sts : Pearson and Spearman of raw cosine similarity against gold scores.
+
+    Notes
+    -----
+    A pickled estimator holds the fine-tuned encoder's folder path, never its
+    weights, so it stays small; the folder must still exist where the pickle
+    is loaded (use ``fine_tune_dir`` or :meth:`save_encoder`).
+
+    Examples
+    --------
+    >>> from skembed import EmbeddingVectorizer, SimilarityRegressor
+    >>> X = [("A man is playing a guitar.", "A man plays the guitar."),
+    ...      ("A man is playing a guitar.", "A woman is slicing onions."),
+    ...      ("A dog runs in the park.", "A dog is running on the grass."),
+    ...      ("A dog runs in the park.", "The stock market fell today.")]
+    >>> y = [4.8, 0.2, 4.0, 0.0]
+    >>> reg = SimilarityRegressor(EmbeddingVectorizer(MINILM)).fit(X, y)
+    >>> reg.predict([("A girl plays the violin.", "A girl is playing a violin.")]).round(1)
+    array([4.8])
+    >>> reg.predict_similarity([("A cat.", "A cat.")]).round(3)
+    array([1.])
+    """
+
+    _parameter_constraints: dict = {
+        "vectorizer": [EmbeddingVectorizer, None],
+        "head": [StrOptions(set(HEADS))],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "fine_tune": ["boolean"],
+        "fine_tune_params": [dict, None],
+        "fine_tune_dir": [str, os.PathLike, None],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        vectorizer=None,
+        *,
+        head="auto",
+        alpha=1.0,
+        fine_tune=False,
+        fine_tune_params=None,
+        fine_tune_dir=None,
+        random_state=None,
+    ):
+        self.vectorizer = vectorizer
+        self.head = head
+        self.alpha = alpha
+        self.fine_tune = fine_tune
+        self.fine_tune_params = fine_tune_params
+        self.fine_tune_dir = fine_tune_dir
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        vectorizer = self.vectorizer if self.vectorizer is not None else EmbeddingVectorizer()
+        tags.input_tags.allow_nan = vectorizer.handle_missing != "error"
+        tags.regressor_tags.poor_score = True
+        return tags
+
+    def _validate_columns(self, X, *, reset: bool):
+        columns = self.vectorizer_._validate_columns(X, reset=reset, min_columns=2 if reset else 1)
+        if reset:
+            self.n_features_in_ = self.vectorizer_.n_features_in_
+            if hasattr(self.vectorizer_, "feature_names_in_"):
+                self.feature_names_in_ = self.vectorizer_.feature_names_in_
+            elif hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        return columns
+
+    def _make_head(self, n_similarities: int):
+        head = self.head
+        if head == "auto":
+            head = "isotonic" if n_similarities == 1 else "ridge"
+        if head == "isotonic":
+            if n_similarities != 1:
+                raise ValueError(
+                    f"head='isotonic' maps a single similarity, but X has "
+                    f"{self.n_features_in_} columns ({n_similarities} similarities); "
+                    "use head='ridge' or 'auto'."
+                )
+            return IsotonicRegression(increasing=True, out_of_bounds="clip")
+        return Ridge(alpha=self.alpha)
+
+    def fit(self, X, y):
+        """Embed the columns of ``X``, optionally fine-tune, and fit the head.
+
+        Parameters
+        ----------
+        X : array-like, list of tuples, pandas or polars DataFrame
+            At least two text columns, one pair (or group) per row.
+        y : array-like of shape (n_samples,)
+            Target score of each row, on any scale.
+
+        Returns
+        -------
+        self : SimilarityRegressor
+        """
+        self._validate_params()
+        y = _check_y(y, y_numeric=True, estimator=self).astype(np.float64, copy=False)
+        self.vectorizer_ = clone(
+            self.vectorizer if self.vectorizer is not None else EmbeddingVectorizer()
+        )
+        columns = self._validate_columns(X, reset=True)
+        check_consistent_length(columns.columns[0], y)
+        self.pairs_ = list(combinations(range(columns.n_columns), 2))
+        head = self._make_head(len(self.pairs_))
+        self.fine_tuned_model_ = None
+        self.fine_tune_history_ = None
+        if self.fine_tune:
+            self._fine_tune(columns, y)
+        similarities = column_similarities(self.vectorizer_, columns, self.pairs_)
+        self.head_ = head.fit(similarities[:, 0] if self._isotonic(head) else similarities, y)
+        return self
+
+    @staticmethod
+    def _isotonic(head) -> bool:
+        return isinstance(head, IsotonicRegression)
+
+    def _fine_tune(self, columns, y):
+        if columns.n_columns != 2:
+            raise ValueError(
+                f"fine_tune=True trains on sentence pairs: X needs exactly 2 text "
+                f"columns, got {columns.n_columns}."
+            )
+        config = FineTuneConfig.from_params(self.fine_tune_params)
+        if self.fine_tune_dir is None:
+            scratch = tempfile.TemporaryDirectory(prefix="skembed-finetuned-")
+            _SCRATCH_DIRS.append(scratch)  # removed when the process exits
+            folder = scratch.name
+        else:
+            folder = os.fspath(self.fine_tune_dir)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        vec = self.vectorizer_
+        self.fine_tune_history_ = fine_tune(
+            vec.model,
+            columns.columns[0].tolist(),
+            columns.columns[1].tolist(),
+            y,
+            folder,
+            config=config,
+            seed=seed,
+            device=vec.device,
+            revision=vec.revision,
+            trust_remote_code=vec.trust_remote_code,
+            show_progress_bar=vec.show_progress_bar is not False,
+        )
+        self.fine_tuned_model_ = str(Path(folder).resolve())
+        vec.set_params(model=self.fine_tuned_model_, revision=None)
+
+    def predict_similarity(self, X):
+        """Cosine similarity of the embeddings of the columns of ``X``.
+
+        Parameters
+        ----------
+        X : array-like, list of tuples, pandas or polars DataFrame
+            As many text columns as seen in :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) for two columns, else (n_samples, n_pairs)
+            Similarities in [-1, 1], one column per pair of ``pairs_``.
+        """
+        check_is_fitted(self)
+        if self.fine_tuned_model_ is not None and not Path(self.fine_tuned_model_).is_dir():
+            raise FileNotFoundError(
+                f"The fine-tuned encoder folder {self.fine_tuned_model_!r} no longer exists "
+                "(a temporary folder is deleted when its process exits). Save it with "
+                "save_encoder(path) or fit with fine_tune_dir=path before pickling."
+            )
+        columns = self._validate_columns(X, reset=False)
+        similarities = column_similarities(self.vectorizer_, columns, self.pairs_)
+        return similarities[:, 0] if len(self.pairs_) == 1 else similarities
+
+    def predict(self, X):
+        """Predict the score of each row of ``X``, in the units of ``y``.
+
+        Parameters
+        ----------
+        X : array-like, list of tuples, pandas or polars DataFrame
+            As many text columns as seen in :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        similarities = self.predict_similarity(X)
+        if self._isotonic(self.head_) or similarities.ndim == 2:
+            return self.head_.predict(similarities)
+        return self.head_.predict(similarities[:, None])
+
+    def save_encoder(self, path):
+        """Save the encoder used by this fitted estimator to a folder.
+
+        The folder loads with ``SentenceTransformer(path)`` and
+        ``EmbeddingVectorizer(model=path)``. After fine-tuning,
+        :attr:`vectorizer_` and :attr:`fine_tuned_model_` then point to
+        ``path``, so a pickle of the estimator refers to the saved copy.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination folder; created, or replaced if it exists.
+
+        Returns
+        -------
+        path : str
+            The absolute path of the folder.
+        """
+        check_is_fitted(self)
+        path = str(Path(path).resolve())
+        source = self.vectorizer_.model
+        if self.fine_tuned_model_ is not None:
+            if Path(source).resolve() != Path(path):
+                shutil.copytree(source, path, dirs_exist_ok=True)
+                forget_encoders(path)
+            self.fine_tuned_model_ = path
+            self.vectorizer_.set_params(model=path)
+        else:
+            from sentence_transformers import SentenceTransformer
+
+            vec = self.vectorizer_
+            SentenceTransformer(
+                source,
+                device="cpu",
+                revision=vec.revision,
+                trust_remote_code=vec.trust_remote_code,
+            ).save(path)
+        return path

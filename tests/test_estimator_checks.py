@@ -1,0 +1,138 @@
+"""scikit-learn's own estimator checks, run on EmbeddingVectorizer with a real tiny model.
+
+``parametrize_with_checks`` needs estimator instances when pytest collects
+this module, before any fixture runs. The instances therefore point at a
+fixed path, derived from the source of ``conftest.build_tiny_model``, where
+a module fixture builds the tiny model (once per machine, atomically) before
+the first check runs. The path is the same in every process of a run, so the
+test ids are too (pytest-xdist needs that).
+
+``SCIPY_ARRAY_API=1`` is set by the root conftest, before sklearn is imported.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+import sklearn.utils.estimator_checks as estimator_checks
+from conftest import TINY_DIM, build_tiny_model
+from sklearn.utils import get_tags
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skembed import EmbeddingVectorizer
+
+_RECIPE = hashlib.sha256(
+    (inspect.getsource(build_tiny_model) + str(TINY_DIM)).encode()
+).hexdigest()[:16]
+TINY = Path(tempfile.gettempdir()) / f"skembed-estimator-checks-{_RECIPE}" / "tiny-distilbert"
+
+ESTIMATORS = [
+    EmbeddingVectorizer(str(TINY), device="cpu"),
+    # The other backend, and a missing-value policy that makes
+    # the estimator accept NaN (the allow_nan tag follows handle_missing).
+    EmbeddingVectorizer(
+        str(TINY),
+        backend="transformers",
+        device="cpu",
+        normalize=True,
+        handle_missing="zero",
+    ),
+]
+
+# One line each: why the check does not apply.
+EXPECTED_FAILED_CHECKS = {
+    "check_fit1d": "a 1-D X is a valid input: one column of texts, as in TfidfVectorizer",
+}
+
+CHECKS = parametrize_with_checks(
+    ESTIMATORS,
+    expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS,
+    xfail_strict=True,
+)
+
+# Public checks of sklearn.utils.estimator_checks that check_estimator does not
+# run (sklearn runs them from its own test_common.py) and that apply to a
+# fitted transformer taking 2-D input.
+EXTRA_CHECKS = [
+    "check_dataframe_column_names_consistency",
+    "check_get_feature_names_out_error",
+    "check_global_output_transform_pandas",
+    "check_global_set_output_transform_polars",
+    "check_inplace_ensure_writeable",
+    "check_param_validation",
+    "check_set_output_transform",
+    "check_set_output_transform_pandas",
+    "check_set_output_transform_polars",
+    "check_transformer_get_feature_names_out",
+    "check_transformer_get_feature_names_out_pandas",
+]
+
+
+def _ensure_tiny_model() -> None:
+    if (TINY / "modules.json").is_file():
+        return
+    TINY.parent.mkdir(parents=True, exist_ok=True)
+    build_dir = Path(tempfile.mkdtemp(prefix="build-", dir=TINY.parent))
+    build_tiny_model(build_dir / "model")
+    try:
+        os.rename(build_dir / "model", TINY)  # atomic: a concurrent builder may win
+    except OSError:
+        if not (TINY / "modules.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(build_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _tiny_model_at_fixed_path():
+    _ensure_tiny_model()
+
+
+def _check_name(check) -> str:
+    while isinstance(check, functools.partial):
+        check = check.func
+    return check.__name__
+
+
+@CHECKS
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_expected_failures_are_generated_checks():
+    argnames, params = CHECKS.mark.args
+    assert argnames == "estimator, check"
+    # Plain (estimator, check) tuples, or pytest.param for the expected failures.
+    generated = {_check_name(getattr(param, "values", param)[1]) for param in params}
+    assert len(generated) > 40  # the whole legacy + API suite, not a subset
+    assert set(EXPECTED_FAILED_CHECKS) <= generated
+    # The extra checks really are extra: check_estimator does not run them.
+    assert not set(EXTRA_CHECKS) & generated
+    assert all(hasattr(estimator_checks, name) for name in EXTRA_CHECKS)
+
+
+@pytest.mark.parametrize("check_name", EXTRA_CHECKS)
+def test_public_checks_not_run_by_check_estimator(check_name):
+    check = getattr(estimator_checks, check_name)
+    check(type(ESTIMATORS[0]).__name__, ESTIMATORS[0])
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=["default", "transformers-zero"])
+def test_tags_are_honest(estimator):
+    tags = get_tags(estimator)
+    assert tags.input_tags.string is True
+    assert tags.input_tags.two_d_array is True
+    assert tags.input_tags.sparse is False
+    assert tags.input_tags.allow_nan is (estimator.handle_missing != "error")
+    assert tags.transformer_tags.preserves_dtype == ["float32"]
+    assert tags.requires_fit is True
+    assert not tags.non_deterministic
+    assert not tags.no_validation
+    assert not tags._skip_test

@@ -10,9 +10,12 @@ batches, and therefore vectors, do not depend on the order of the input.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import queue
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,7 +151,18 @@ class _LoadedModel:
         if config.precision != "float32":
             self.network.to(self.dtype)
         self.network.eval()
-        self._no_grad = torch.inference_mode
+        self.no_grad = torch.inference_mode
+        if (
+            config.precision == "bfloat16"
+            and torch.device(device).type == "cpu"
+            and not _cpu_has_fast_bfloat16()
+        ):
+            warnings.warn(
+                "precision='bfloat16' on a CPU without AVX512-BF16 or AMX instructions "
+                "is emulated and much slower than precision='float32'.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def _forward_sentence_transformers(self, input_ids, attention_mask):
         features = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -160,36 +174,147 @@ class _LoadedModel:
         summed = (hidden * mask).sum(dim=1)
         return summed / mask.sum(dim=1).clamp(min=1e-9)
 
-    def tokenize(self, texts: list) -> list:
-        texts = [t.strip() for t in texts]
-        if self.do_lower_case:
-            texts = [t.lower() for t in texts]
-        encoded = self.tokenizer(
-            texts,
-            truncation=True,
-            max_length=self.max_length,
-            padding=False,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )
-        return encoded["input_ids"]
+    def tokenize(self, texts: list) -> _Tokens:
+        """Token ids of ``texts``, truncated, without padding, in compact arrays.
 
-    def embed_batch(self, token_ids: list) -> np.ndarray:
-        import torch
-
-        width = max(len(ids) for ids in token_ids)
-        pad = self.tokenizer.pad_token_id or 0
-        input_ids = np.full((len(token_ids), width), pad, dtype=np.int64)
-        attention = np.zeros((len(token_ids), width), dtype=np.int64)
-        for row, ids in enumerate(token_ids):
-            input_ids[row, : len(ids)] = ids
-            attention[row, : len(ids)] = 1
-        with self._no_grad():
-            out = self._forward(
-                torch.from_numpy(input_ids).to(self.device),
-                torch.from_numpy(attention).to(self.device),
+        Texts go to the (parallel, Rust) fast tokenizer ``TOKENIZE_CHUNK`` at a
+        time, and each chunk's Python lists are packed into int32 arrays at
+        once, so memory stays near 4 bytes a token whatever the number of texts.
+        """
+        lengths, flats = [], []
+        for start in range(0, len(texts), TOKENIZE_CHUNK):
+            chunk = [t.strip() for t in texts[start : start + TOKENIZE_CHUNK]]
+            if self.do_lower_case:
+                chunk = [t.lower() for t in chunk]
+            ids = self.tokenizer(
+                chunk,
+                truncation=True,
+                max_length=self.max_length,
+                padding=False,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+            )["input_ids"]
+            chunk_lengths = np.fromiter(map(len, ids), dtype=np.int32, count=len(ids))
+            lengths.append(chunk_lengths)
+            flats.append(
+                np.fromiter(
+                    itertools.chain.from_iterable(ids),
+                    dtype=np.int32,
+                    count=int(chunk_lengths.sum()),
+                )
             )
-        return out.float().cpu().numpy()
+            del ids
+        return _Tokens(
+            np.concatenate(flats) if flats else np.empty(0, np.int32),
+            np.concatenate(lengths) if lengths else np.empty(0, np.int32),
+        )
+
+    def forward(self, input_ids, attention_mask):
+        """Sentence embeddings of one padded batch of torch tensors on ``self.device``."""
+        return self._forward(input_ids, attention_mask)
+
+
+class _Tokens:
+    """Ragged token ids: all ids end to end (int32) and each text's length."""
+
+    def __init__(self, flat: np.ndarray, lengths: np.ndarray):
+        self.flat = flat
+        self.lengths = lengths
+        self.offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=self.offsets[1:])
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def padded(self, rows: np.ndarray, pad_id: int) -> tuple:
+        """(input_ids, attention_mask) int64 arrays of ``rows``, right-padded."""
+        lengths = self.lengths[rows]
+        width = int(lengths.max())
+        mask = np.arange(width) < lengths[:, None]
+        positions = (self.offsets[rows][:, None] + np.arange(width))[mask]
+        input_ids = np.full(mask.shape, pad_id, dtype=np.int64)
+        input_ids[mask] = self.flat[positions]
+        return input_ids, mask.astype(np.int64)
+
+
+def _batches(tokens: _Tokens, order: np.ndarray, batch_size: int, pad_id: int, pin: bool):
+    """Yield ``(start, input_ids, attention_mask)`` torch tensors, batch after batch.
+
+    ``start`` is the batch's first position in ``order``. With ``pin`` the
+    tensors are in page-locked memory, so copies to a GPU can be asynchronous.
+    """
+    import torch
+
+    for start in range(0, len(order), batch_size):
+        arrays = tokens.padded(order[start : start + batch_size], pad_id)
+        tensors = [torch.from_numpy(a) for a in arrays]
+        if pin:
+            tensors = [t.pin_memory() for t in tensors]
+        yield (start, *tensors)
+
+
+_DONE = object()
+
+
+def _prefetch(iterable, depth: int):
+    """Iterate ``iterable`` in a background thread, ``depth`` items ahead.
+
+    With ``depth=0`` this is plain iteration. An exception in the thread is
+    raised again here; leaving the loop early stops the thread.
+    """
+    if depth <= 0:
+        yield from iterable
+        return
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for item in iterable:
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed over to the consumer
+            put(exc)
+
+    thread = threading.Thread(target=produce, name="skembed-batches", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _cpu_has_fast_bfloat16() -> bool:
+    """Whether this CPU has bfloat16 matrix instructions (AVX512-BF16 or AMX)."""
+    import torch
+
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+#: Texts given to the tokenizer at once (its Python lists live for one chunk only).
+TOKENIZE_CHUNK = 4096
+#: Batches prepared ahead of the model by a background thread (0: no thread).
+PREFETCH_BATCHES = 2
+#: Embeddings kept on the device before one copy back to host memory.
+OUTPUT_CHUNK = 8192
 
 
 class Encoder:
@@ -234,22 +359,62 @@ class Encoder:
         """Embed distinct ``texts`` into a float32 array, row ``i`` for ``texts[i]``.
 
         Texts are sorted by (token length, text) before batching, so a text's
-        vector does not depend on the order of the others.
+        vector does not depend on the order of the others. A background thread
+        pads the next batches while the model runs; on CUDA they are pinned and
+        copied asynchronously, and the vectors come back ``OUTPUT_CHUNK`` rows
+        at a time.
         """
+        import torch
         from tqdm.auto import tqdm
 
         model = self.loaded
+        texts = list(texts)
         out = np.empty((len(texts), model.dimension), dtype=np.float32)
         if not texts:
             return out
-        token_ids = model.tokenize(list(texts))
-        order = sorted(range(len(texts)), key=lambda i: (len(token_ids[i]), texts[i]))
-        starts = range(0, len(order), batch_size)
-        for start in tqdm(
-            starts, disable=not show_progress_bar, desc="Embedding", unit="batch", leave=False
-        ):
-            rows = order[start : start + batch_size]
-            out[rows] = model.embed_batch([token_ids[i] for i in rows])
+        tokens = model.tokenize(texts)
+        lengths = tokens.lengths.tolist()
+        order = np.array(sorted(range(len(texts)), key=lambda i: (lengths[i], texts[i])))
+        cuda = torch.device(model.device).type == "cuda"
+        pad_id = model.tokenizer.pad_token_id or 0
+        batches = _prefetch(_batches(tokens, order, batch_size, pad_id, cuda), PREFETCH_BATCHES)
+        progress = tqdm(
+            total=len(texts), disable=not show_progress_bar, desc="Embedding", unit="text",
+            leave=False,
+        )
+        copies = []  # (rows of out, host tensor, CUDA event) being copied back
+
+        def copy_back(rows, on_device):
+            host = torch.empty(on_device.shape, dtype=torch.float32, pin_memory=cuda)
+            host.copy_(on_device, non_blocking=cuda)
+            copies.append((rows, host, torch.cuda.Event() if cuda else None))
+            if cuda:
+                copies[-1][2].record()
+
+        def finish_copies(keep: int):
+            while len(copies) > keep:
+                rows, host, event = copies.pop(0)
+                if event is not None:
+                    event.synchronize()
+                out[rows] = host.numpy()
+
+        chunk_start, chunk = 0, []
+        with model.no_grad(), progress:
+            for start, input_ids, attention_mask in batches:
+                chunk.append(
+                    model.forward(
+                        input_ids.to(model.device, non_blocking=cuda),
+                        attention_mask.to(model.device, non_blocking=cuda),
+                    )
+                )
+                progress.update(len(input_ids))
+                end = start + len(input_ids)
+                if end - chunk_start >= OUTPUT_CHUNK or end == len(order):
+                    copy_back(order[chunk_start:end], torch.cat(chunk).float())
+                    chunk_start, chunk = end, []
+                    # On CUDA one copy stays in flight while the next chunk runs.
+                    finish_copies(keep=1 if cuda else 0)
+            finish_copies(keep=0)
         if normalize:
             norms = np.linalg.norm(out, axis=1, keepdims=True)
             np.divide(out, norms, out=out, where=norms > 0)

@@ -1,0 +1,151 @@
+"""Engine-level correctness: tokenisation, batching pipeline, precisions, devices."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from skembed import _engine
+from skembed._engine import EncoderConfig, Encoder, resolve_device
+
+TEXTS = [
+    "Nerea va a comprar un cuadro usando bitcoins",
+    "Se puede comprar arte con bitcoins",
+    "hola",
+    "Un hombre está tocando la guitarra.",
+    "  espacios alrededor  ",
+    "Un perro corre por el parque con una pelota roja en la boca.",
+    "",
+    "¿Dónde está la biblioteca?",
+    "El gato duerme.",
+    "Los niños juegan al fútbol en la calle mientras llueve.",
+    "a b c d e f g",
+]
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_model):
+    return Encoder(EncoderConfig(model=tiny_model, device="cpu"))
+
+
+def test_chunked_tokenization_equals_one_shot(encoder, monkeypatch):
+    model = encoder.loaded
+    expected = model.tokenizer(
+        [t.strip() for t in TEXTS], truncation=True, max_length=model.max_length
+    )["input_ids"]
+    monkeypatch.setattr(_engine, "TOKENIZE_CHUNK", 3)
+    tokens = model.tokenize(TEXTS)
+    assert tokens.flat.dtype == np.int32
+    assert tokens.lengths.tolist() == [len(ids) for ids in expected]
+    rows = np.arange(len(TEXTS))
+    input_ids, mask = tokens.padded(rows, pad_id=model.tokenizer.pad_token_id)
+    for row, ids in enumerate(expected):
+        assert input_ids[row, : len(ids)].tolist() == ids
+        assert mask[row].sum() == len(ids)
+        assert (input_ids[row, len(ids) :] == model.tokenizer.pad_token_id).all()
+
+
+@pytest.mark.parametrize("prefetch, output_chunk", [(0, 10_000), (2, 3), (1, 1)])
+def test_pipelined_path_equals_simple_path(encoder, monkeypatch, prefetch, output_chunk):
+    monkeypatch.setattr(_engine, "PREFETCH_BATCHES", 0)
+    monkeypatch.setattr(_engine, "OUTPUT_CHUNK", 10_000)
+    simple = encoder.encode(TEXTS, batch_size=4)
+    monkeypatch.setattr(_engine, "PREFETCH_BATCHES", prefetch)
+    monkeypatch.setattr(_engine, "OUTPUT_CHUNK", output_chunk)
+    pipelined = encoder.encode(TEXTS, batch_size=4)
+    np.testing.assert_array_equal(pipelined, simple)
+    assert np.abs(simple).sum(axis=1).min() > 0  # every row was written
+
+
+def test_matches_unbatched_sentence_transformers(encoder, tiny_model):
+    from sentence_transformers import SentenceTransformer
+
+    theirs = SentenceTransformer(tiny_model, device="cpu")
+    ours = encoder.encode(TEXTS, batch_size=3)
+    for text, vector in zip(TEXTS, ours):
+        np.testing.assert_allclose(vector, theirs.encode([text])[0], atol=1e-5, rtol=0)
+
+
+def test_bit_identical_under_permutation(encoder):
+    rng = np.random.default_rng(0)
+    permutation = rng.permutation(len(TEXTS))
+    first = encoder.encode(TEXTS, batch_size=4)
+    second = encoder.encode([TEXTS[i] for i in permutation], batch_size=4)
+    np.testing.assert_array_equal(second, first[permutation])
+
+
+def test_long_texts_are_truncated_to_max_seq_length(tiny_model):
+    encoder = Encoder(EncoderConfig(model=tiny_model, device="cpu", max_seq_length=16))
+    base = " ".join(["palabra"] * 40)
+    texts = [base + " final uno", base + " otra cosa distinta", "corto"]
+    tokens = encoder.loaded.tokenize(texts)
+    assert tokens.lengths.tolist()[:2] == [16, 16]
+    assert tokens.lengths[2] < 16
+    vectors = encoder.encode(texts)
+    # Both long texts differ only after the 16th token: same vector.
+    np.testing.assert_array_equal(vectors[0], vectors[1])
+    assert not np.allclose(vectors[0], vectors[2])
+
+
+def test_empty_input_gives_empty_array(encoder):
+    out = encoder.encode([])
+    assert out.shape == (0, encoder.dimension) and out.dtype == np.float32
+
+
+def test_normalize_gives_unit_rows(encoder):
+    out = encoder.encode(TEXTS, normalize=True)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_lower_precisions_close_to_float32(tiny_model, monkeypatch, precision):
+    monkeypatch.setattr(_engine, "_cpu_has_fast_bfloat16", lambda: True)
+    reference = Encoder(EncoderConfig(model=tiny_model, device="cpu")).encode(TEXTS)
+    low = Encoder(EncoderConfig(model=tiny_model, device="cpu", precision=precision))
+    vectors = low.encode(TEXTS)
+    assert vectors.dtype == np.float32
+    assert not np.array_equal(vectors, reference)  # really ran in another precision
+    cosine = (vectors * reference).sum(1) / (
+        np.linalg.norm(vectors, axis=1) * np.linalg.norm(reference, axis=1)
+    )
+    assert cosine.min() > 0.99
+
+
+def test_bfloat16_on_cpu_without_support_warns(tiny_model, monkeypatch):
+    monkeypatch.setattr(_engine, "_cpu_has_fast_bfloat16", lambda: False)
+    encoder = Encoder(EncoderConfig(model=tiny_model, device="cpu", precision="bfloat16"))
+    with pytest.warns(RuntimeWarning, match="AVX512-BF16 or AMX"):
+        encoder.loaded
+
+
+def test_resolve_device_errors(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="no CUDA device"):
+        resolve_device("cuda")
+    with pytest.raises(ValueError, match="no CUDA device"):
+        resolve_device("cuda:1")
+    assert resolve_device("auto") in ("cpu", "mps")
+    assert resolve_device("cpu") == "cpu"
+
+
+def test_prefetch_hands_producer_errors_to_the_consumer():
+    def failing():
+        yield 1
+        raise RuntimeError("tokenizer broke")
+
+    seen = []
+    with pytest.raises(RuntimeError, match="tokenizer broke"):
+        for item in _engine._prefetch(failing(), depth=2):
+            seen.append(item)
+    assert seen == [1]
+
+
+def test_prefetch_stops_its_thread_when_the_consumer_leaves_early():
+    before = threading.active_count()
+    items = _engine._prefetch(iter(range(1000)), depth=2)
+    assert [next(items), next(items)] == [0, 1]
+    items.close()
+    assert threading.active_count() == before
+    assert list(_engine._prefetch(iter(range(5)), depth=0)) == list(range(5))

@@ -181,14 +181,16 @@ class _MemoryStore(_Store):
             "misses": self.misses,
         }
 
-    def clear(self, counts: bool = True) -> None:
+    def clear(self, counts: bool = True) -> int:
         with self.lock:
+            n_vectors = sum(len(table) for table in self.vectors.values())
             self.vectors.clear()
             self.dims.clear()
             self.descriptions.clear()
             self.nbytes = 0
             if counts:
                 self.hits = self.misses = 0
+        return n_vectors
 
 
 def _check_dim(dim: int, vectors: np.ndarray, key: ModelKey) -> None:
@@ -421,7 +423,7 @@ class _SQLiteStore(_Store):
             "process_misses": self.misses,
         }
 
-    def clear(self) -> None:
+    def clear(self) -> int | None:
         """Delete every vector; a cache of another skembed version is rebuilt empty."""
         with self.lock:
             self.hits = self.misses = 0
@@ -437,13 +439,15 @@ class _SQLiteStore(_Store):
                         conn.execute(f"DROP TABLE IF EXISTS {table}")
                 conn.close()
                 self._connection()
-                return
+                return None
             with _transaction(conn):
+                (n_vectors,) = conn.execute("SELECT COUNT(*) FROM skembed_vectors").fetchone()
                 conn.execute("DELETE FROM skembed_vectors")
                 conn.execute("DELETE FROM skembed_models")
                 conn.execute("UPDATE skembed_stats SET value = 0")
             conn.execute("VACUUM")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return n_vectors
 
 
 def _vector_rows(model: bytes, texts: list, vectors: np.ndarray):
@@ -540,10 +544,15 @@ class EmbeddingCache:
             return store
 
     # -- used by the estimators ---------------------------------------------------
-    def dimension(self, config: EncoderConfig, *, normalize: bool) -> int | None:
-        """Dimension of the model's vectors if the cache knows it, without loading it."""
+    def dimension(self, config: EncoderConfig, *, normalize: bool) -> int:
+        """Dimension of the model's vectors: from the cache if it knows it, else loading it."""
         key = model_key(config, normalize=normalize)
-        return None if key is None else self._store().dimension(key)
+        dim = None if key is None else self._store().dimension(key)
+        if dim is None:
+            if key is not None:
+                _note_load(config, key)
+            dim = get_encoder(config).dimension
+        return dim
 
     def embed(self, config: EncoderConfig, texts: list, *, normalize: bool, encode) -> np.ndarray:
         """Vectors of distinct ``texts``: cached ones read back, the others ``encode``-d and kept.
@@ -576,16 +585,12 @@ class EmbeddingCache:
         store.count(len(texts) - len(missing), len(missing))
         if missing:
             todo = [texts[i] for i in missing]
-            identity = key.description["identity"]
-            if get_encoder(config).is_loaded:
-                _LOADED_IDENTITY.setdefault(config, identity)
-            else:
-                _LOADED_IDENTITY[config] = identity
+            _note_load(config, key)
             computed = encode(todo)
             if out is None:
                 out = np.empty((len(texts), computed.shape[1]), dtype=np.float32)
             out[missing] = computed
-            if _LOADED_IDENTITY[config] == identity:
+            if _LOADED_IDENTITY[config] == key.description["identity"]:
                 store.put(key, todo, computed)
             else:
                 warnings.warn(
@@ -608,9 +613,20 @@ class EmbeddingCache:
         """What the cache holds: vectors per model, size on disk and lifetime hit/miss counts."""
         return self._store().info()
 
-    def clear(self) -> None:
-        """Delete every vector (a file of another skembed version is emptied too)."""
-        self._store().clear()
+    def clear(self) -> int | None:
+        """Delete every vector; returns how many (None for a file of another version).
+
+        A file written by another version of skembed is emptied and rebuilt.
+        """
+        return self._store().clear()
+
+
+def _note_load(config: EncoderConfig, key: ModelKey) -> None:
+    """Remember the identity of the files the process's encoder loads (or loaded)."""
+    if get_encoder(config).is_loaded:
+        _LOADED_IDENTITY.setdefault(config, key.description["identity"])
+    else:
+        _LOADED_IDENTITY[config] = key.description["identity"]
 
 
 def resolve_cache(cache) -> EmbeddingCache | None:

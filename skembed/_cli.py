@@ -57,12 +57,57 @@ def _add_similarity(subparsers) -> None:
     parser.set_defaults(func=_similarity)
 
 
+def _cache_command(args) -> int:
+    import json
+    import os
+
+    from ._cache import EmbeddingCache
+
+    if not os.path.isfile(args.path):
+        raise ValueError(f"no cache file at {args.path!r}")
+    cache = EmbeddingCache(args.path)
+    if args.action == "clear":
+        n_vectors = cache.clear()
+        what = "a cache of another skembed version" if n_vectors is None else f"{n_vectors} vectors"
+        print(f"cleared {what} from {cache.path}")
+        return 0
+    info = cache.info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"path:     {info['path']}")
+    print(f"size:     {info['size_bytes'] / 2**20:.2f} MiB on disk")
+    print(f"vectors:  {info['n_vectors']}")
+    print(f"lookups:  {info['hits']} hits, {info['misses']} misses")
+    for model in info["models"]:
+        print(
+            f"model:    {model['model']} ({model['backend']}, {model['precision']}, "
+            f"{model['device_type']}, normalize={model['normalize']}, "
+            f"max_seq_length={model['max_seq_length']}): {model['n_vectors']} vectors "
+            f"of {model['dim']} dims [{model['identity']}]"
+        )
+    return 0
+
+
+def _add_cache(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "cache",
+        help="inspect or empty an embedding cache file",
+        description="Show what an embedding cache file holds, or delete its vectors.",
+    )
+    parser.add_argument("action", choices=("info", "clear"))
+    parser.add_argument("path", help="the cache file (SQLite) given as cache=PATH")
+    parser.add_argument("--json", action="store_true", help="info as JSON")
+    parser.set_defaults(func=_cache_command)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skembed", description="Sentence embeddings for scikit-learn users."
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_similarity(subparsers)
+    _add_cache(subparsers)
     return parser
 
 

@@ -225,8 +225,9 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         """The model's dimension, read from the cache when it knows it (no model load)."""
         cache = resolve_cache(self.cache)
         config = self._encoder_config()
-        dim = None if cache is None else cache.dimension(config, normalize=self.normalize)
-        return get_encoder(config).dimension if dim is None else dim
+        if cache is None:
+            return get_encoder(config).dimension
+        return cache.dimension(config, normalize=self.normalize)
 
     def embed_unique(self, texts: list) -> np.ndarray:
         """Embed distinct texts, row ``i`` for ``texts[i]`` (float32).

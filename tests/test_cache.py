@@ -1,0 +1,423 @@
+"""The embedding cache: correct keys, safe files, shared by clones and processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.utils._param_validation import InvalidParameterError
+
+from skembed import EmbeddingCache, EmbeddingVectorizer, _cache, _engine
+from skembed._cache import CacheError
+from skembed._cli import main
+from skembed._fingerprint import hub_commit, model_identity
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from conftest import build_tiny_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def texts(stsb_dir) -> list:
+    frame = pd.read_csv(stsb_dir / "dev.csv")
+    return list(dict.fromkeys(frame["sentence1"].tolist() + frame["sentence2"].tolist()))[:120]
+
+
+@pytest.fixture(scope="module")
+def other_model(tmp_path_factory) -> str:
+    """The tiny model's architecture with other random weights (seed 1)."""
+    return str(build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-seed1", seed=1))
+
+
+@pytest.fixture
+def db(tmp_path) -> str:
+    return str(tmp_path / "cache" / "embeddings.sqlite")
+
+
+@pytest.fixture
+def memory():
+    """The process-wide in-memory cache, empty for each test."""
+    EmbeddingCache(None).clear()
+    yield "memory"
+    EmbeddingCache(None).clear()
+
+
+def fresh(model, texts, **params):
+    return EmbeddingVectorizer(model, device="cpu", **params).fit_transform(texts)
+
+
+def stored_vectors(path) -> dict:
+    """Every vector of a cache file, as {(model, text key): array}, read with plain sqlite3."""
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT model, text, vector FROM skembed_vectors").fetchall()
+    return {(m, t): np.frombuffer(v, dtype="<f4") for m, t, v in rows}
+
+
+@pytest.mark.parametrize("where", ["memory", "disk"])
+def test_cached_vectors_are_bit_identical_and_counted(tiny_model, texts, db, memory, where):
+    cache = EmbeddingCache(db if where == "disk" else None)
+    X = texts[:40] + texts[:10]  # duplicates are embedded once
+    expected = fresh(tiny_model, X)
+    vectorizer = EmbeddingVectorizer(tiny_model, device="cpu", cache=cache)
+    cold = vectorizer.fit_transform(X)
+    assert cache.stats() == {"hits": 0, "misses": 40}
+    warm = vectorizer.transform(X)
+    assert cache.stats() == {"hits": 40, "misses": 40}
+    assert cold.tobytes() == expected.tobytes()
+    assert warm.tobytes() == expected.tobytes()
+    # Some new texts: only those are computed.
+    more = vectorizer.transform(texts[30:60])
+    assert cache.stats() == {"hits": 50, "misses": 60}
+    np.testing.assert_allclose(more, fresh(tiny_model, texts[30:60]), rtol=1e-5, atol=1e-6)
+    assert more[:10].tobytes() == expected[30:40].tobytes()
+    info = cache.info()
+    assert info["n_vectors"] == 60 and len(info["models"]) == 1
+    assert info["models"][0]["dim"] == 32 and info["size_bytes"] >= 60 * 32 * 4
+    if where == "disk":
+        assert (info["hits"], info["misses"]) == (50, 60)  # lifetime counts, in the file
+        assert len(stored_vectors(cache.path)) == 60
+
+
+def test_a_new_process_reads_the_file_without_computing(tiny_model, texts, db):
+    expected = EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(texts[:30])
+    code = textwrap.dedent(
+        f"""
+        import numpy as np, sys
+        from skembed import EmbeddingCache, EmbeddingVectorizer, _engine
+        X = EmbeddingVectorizer({tiny_model!r}, device="cpu", cache={db!r}).fit_transform(
+            {texts[:30]!r})
+        assert _engine.MODEL_LOADS == 0, _engine.MODEL_LOADS
+        print(EmbeddingCache({db!r}).stats())
+        sys.stdout.buffer.write(X.tobytes())
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout
+    line, _, data = out.partition(b"\n")
+    assert json.loads(line.decode().replace("'", '"')) == {"hits": 30, "misses": 0}
+    assert data == expected.tobytes()
+
+
+def test_fully_cached_fit_transform_does_not_load_the_model(tiny_model, texts, db, monkeypatch):
+    params = dict(device="cpu", cache=db)
+    expected = EmbeddingVectorizer(tiny_model, **params).fit_transform(texts[:20])
+
+    monkeypatch.setattr(_engine, "_ENCODERS", {})  # as in a process that never loaded it
+    loads = _engine.MODEL_LOADS
+    vectorizer = EmbeddingVectorizer(tiny_model, **params)
+    assert vectorizer.fit_transform(texts[:20]).tobytes() == expected.tobytes()
+    assert vectorizer.embedding_dim_ == 32
+    assert vectorizer.fit(texts[:3]).transform(texts[5:10]).shape == (5, 32)
+    assert len(vectorizer.get_feature_names_out()) == 32
+    assert _engine.MODEL_LOADS == loads
+    vectorizer.transform(["a text never embedded"])  # the spy sees a real load
+    assert _engine.MODEL_LOADS == loads + 1
+
+
+def test_clone_and_pickle_keep_the_cache(tiny_model, texts, db, memory):
+    for cache in (db, memory, EmbeddingCache(db)):
+        vectorizer = EmbeddingVectorizer(tiny_model, device="cpu", cache=cache)
+        vectorizer.fit_transform(texts[:15])
+        twin = clone(vectorizer)
+        assert twin.get_params()["cache"] == cache
+        revived = pickle.loads(pickle.dumps(vectorizer))
+        assert revived.get_params()["cache"] == cache
+        store = _cache.resolve_cache(cache)._store()
+        before = store.hits
+        twin.fit_transform(texts[:15])
+        revived.transform(texts[:15])
+        assert store.hits == before + 30 and store.misses == 15
+        EmbeddingCache(None).clear()
+    # The handle pickles as its path, never as a connection.
+    used = EmbeddingCache(db)
+    assert used.info()["n_vectors"] == 15
+    payload = pickle.dumps(used)
+    assert len(payload) < 200 and pickle.loads(payload) == used
+
+
+def test_grid_search_embeds_each_text_once(tiny_model, stsb_dir, memory):
+    frame = pd.read_csv(stsb_dir / "dev.csv").drop_duplicates("sentence1").head(90)
+    X, y = frame[["sentence1"]], frame["similarity_score"] >= 2.5
+
+    def search(cache):
+        pipe = make_pipeline(
+            EmbeddingVectorizer(tiny_model, device="cpu", cache=cache),
+            LogisticRegression(max_iter=200),
+        )
+        grid = {"logisticregression__C": [0.1, 1.0, 10.0]}
+        return GridSearchCV(pipe, grid, cv=3).fit(X, y)
+
+    cached = search(memory)
+    stats = EmbeddingCache(None).stats()
+    # 3 candidates x 3 folds x (60 train + 30 test texts), then the refit on
+    # all 90: 900 lookups, and each text computed once.
+    assert stats["misses"] == 90
+    assert stats["hits"] == 3 * 3 * (60 + 30) + 90 - 90
+    plain = search(None)
+    np.testing.assert_allclose(
+        cached.cv_results_["mean_test_score"], plain.cv_results_["mean_test_score"], atol=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"precision": "bfloat16"},
+        {"normalize": True},
+        {"max_seq_length": 8},
+        {"backend": "transformers"},
+        "other weights",
+    ],
+    ids=str,
+)
+def test_anything_that_changes_a_vector_changes_the_key(
+    tiny_model, other_model, texts, db, change
+):
+    base = dict(device="cpu", cache=db)
+    EmbeddingVectorizer(tiny_model, **base).fit_transform(texts[:10])
+    model, params = (other_model, {}) if change == "other weights" else (tiny_model, change)
+    cache = EmbeddingCache(db)
+    before = cache.stats()
+    X = EmbeddingVectorizer(model, **base, **params).fit_transform(texts[:10])
+    assert cache.stats()["misses"] == before["misses"] + 10
+    assert cache.stats()["hits"] == before["hits"]
+    assert X.tobytes() == fresh(model, texts[:10], **params).tobytes()
+    assert len(cache.info()["models"]) == 2
+
+
+def test_a_copied_model_folder_shares_its_vectors(tiny_model_copy, tiny_model, texts, db):
+    EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(texts[:10])
+    EmbeddingVectorizer(tiny_model_copy, device="cpu", cache=db).fit_transform(texts[:10])
+    assert EmbeddingCache(db).stats() == {"hits": 10, "misses": 10}
+
+
+def test_rewritten_weights_invalidate_the_cache(
+    tiny_model_copy, other_model, texts, db, monkeypatch
+):
+    old = EmbeddingVectorizer(tiny_model_copy, device="cpu", cache=db).fit_transform(texts[:10])
+    weights = "model.safetensors"
+    shutil.copyfile(Path(other_model) / weights, Path(tiny_model_copy) / weights)
+    # The process still holds the old weights: their vectors must not be filed
+    # under the new files' identity.
+    with pytest.warns(RuntimeWarning, match="changed since it was loaded"):
+        EmbeddingVectorizer(tiny_model_copy, device="cpu", cache=db).fit_transform(texts[:10])
+    assert EmbeddingCache(db).info()["n_vectors"] == 10
+    # A process that loads the new weights caches their vectors.
+    monkeypatch.setattr(_engine, "_ENCODERS", {})
+    new = EmbeddingVectorizer(tiny_model_copy, device="cpu", cache=db).fit_transform(texts[:10])
+    assert not np.allclose(new, old)
+    assert new.tobytes() == fresh(other_model, texts[:10]).tobytes()
+    assert EmbeddingCache(db).info()["n_vectors"] == 20
+
+
+def test_hub_models_are_identified_by_their_commit(tmp_path, tiny_model, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--someone--tiny"
+    commits = ["a" * 40, "b" * 40]
+    for commit in commits:
+        shutil.copytree(tiny_model, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commits[0])
+    assert model_identity("someone/tiny") == f"hub:someone/tiny@{commits[0]}"
+    assert hub_commit("someone/tiny", commits[1]) == commits[1]
+    assert model_identity("someone/unknown") is None
+    assert model_identity("someone/tiny", "no-such-branch") is None
+    (repo / "refs" / "v2").write_text(commits[1])
+    assert model_identity("someone/tiny", "v2") == f"hub:someone/tiny@{commits[1]}"
+
+
+def test_unloadable_unknown_model_raises_instead_of_caching(tmp_path, db):
+    vectorizer = EmbeddingVectorizer(str(tmp_path / "no-such-model"), device="cpu", cache=db)
+    with pytest.raises(Exception) as error:
+        vectorizer.fit_transform(["hola"])
+    assert not isinstance(error.value, AssertionError)
+    assert not os.path.exists(db) or EmbeddingCache(db).info()["n_vectors"] == 0
+
+
+# Subprocesses run the cache itself (keys, transactions, reads) on the tiny
+# model's real vectors, computed once by the test process and handed over in a
+# file, so that they need not import torch: several can start in seconds.
+HELPER = """
+import os, signal, sys
+import numpy as np
+from skembed import EmbeddingCache, _cache
+from skembed._engine import EncoderConfig
+ref = np.load(sys.argv[1])
+reference = dict(zip(ref["texts"].tolist(), ref["vectors"]))
+config = EncoderConfig(model=sys.argv[2], device="cpu")
+cache = EmbeddingCache(sys.argv[3])
+texts = ref["texts"].tolist()
+
+def encode(batch):
+    return np.stack([reference[t] for t in batch])
+
+def embed(batch):
+    out = cache.embed(config, batch, normalize=False, encode=encode)
+    assert out.tobytes() == encode(batch).tobytes()
+"""
+
+WORKER = HELPER + """
+rng = np.random.default_rng(int(sys.argv[4]))
+for _ in range(8):
+    embed([texts[i] for i in sorted(rng.choice(len(texts), size=25, replace=False))])
+"""
+
+KILLED = HELPER + """
+embed(texts[:20])  # committed
+rows = _cache._vector_rows
+
+def rows_then_die(*args):
+    for i, row in enumerate(rows(*args)):
+        if i == 15:
+            os.kill(os.getpid(), signal.SIGKILL)  # mid-transaction
+        yield row
+
+_cache._vector_rows = rows_then_die
+embed(texts[20:50])
+"""
+
+
+@pytest.fixture
+def reference(tiny_model, texts, tmp_path) -> tuple:
+    """The tiny model's vectors of 60 texts, in a file for subprocesses."""
+    vectors = fresh(tiny_model, texts[:60])
+    path = tmp_path / "reference.npz"
+    np.savez(path, texts=np.array(texts[:60]), vectors=vectors)
+    return str(path), dict(zip(texts[:60], vectors))
+
+
+def check_file(db, reference):
+    """Every vector stored in the file is exactly the model's vector of its text."""
+    by_key = {_cache.text_key(t): v for t, v in reference.items()}
+    stored = stored_vectors(db)
+    for (_, key), vector in stored.items():
+        assert vector.tobytes() == by_key[key].tobytes()
+    return len(stored)
+
+
+def test_several_processes_share_one_file(tiny_model, db, reference):
+    ref_file, vectors = reference
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, ref_file, tiny_model, db, str(seed)],
+            stderr=subprocess.PIPE,
+        )
+        for seed in range(3)
+    ]
+    for worker in workers:
+        assert worker.wait(timeout=300) == 0, worker.stderr.read().decode()[-2000:]
+    seen = set()
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        for _ in range(8):
+            seen.update(sorted(rng.choice(60, size=25, replace=False)))
+    assert check_file(db, vectors) == len(seen)
+    info = EmbeddingCache(db).info()
+    assert info["n_vectors"] == len(seen) and info["hits"] + info["misses"] == 3 * 8 * 25
+    # What the file holds is what a fresh vectorizer reads back.
+    _cache._STORES.clear()
+    texts = list(vectors)
+    warm = EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(
+        [texts[i] for i in sorted(seen)]
+    )
+    assert warm.tobytes() == np.stack([vectors[texts[i]] for i in sorted(seen)]).tobytes()
+    assert EmbeddingCache(db).stats()["misses"] == 0
+
+
+def test_a_process_killed_mid_write_leaves_only_whole_vectors(tiny_model, texts, db, reference):
+    ref_file, vectors = reference
+    result = subprocess.run(
+        [sys.executable, "-c", KILLED, ref_file, tiny_model, db], capture_output=True
+    )
+    assert result.returncode == -9, result.stderr.decode()[-2000:]
+    assert os.path.getsize(db + "-wal") > 0  # the dead writer's journal is left behind
+    assert check_file(db, vectors) == 20
+    X = EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(texts[:50])
+    assert EmbeddingCache(db).stats() == {"hits": 20, "misses": 30}
+    np.testing.assert_allclose(X, fresh(tiny_model, texts[:50]), rtol=1e-5, atol=1e-6)
+    assert len(stored_vectors(db)) == 50
+
+
+def test_garbage_and_foreign_files_are_clear_errors(tiny_model, tmp_path):
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(os.urandom(8192))
+    with pytest.raises(CacheError, match="not a usable skembed embedding cache.*not a database"):
+        EmbeddingVectorizer(tiny_model, device="cpu", cache=str(garbage)).fit_transform(["a"])
+    assert main(["cache", "clear", str(garbage)]) == 2
+    assert garbage.stat().st_size == 8192  # never deleted behind the user's back
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE customers (name TEXT)")
+    with pytest.raises(CacheError, match="other tables \\(customers\\)"):
+        EmbeddingCache(foreign).info()
+
+
+def test_a_cache_of_another_version_asks_to_be_cleared(tiny_model, texts, db):
+    EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(texts[:5])
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE skembed_meta SET value='999' WHERE name='version'")
+    _cache._STORES.clear()  # as a new process would
+    with pytest.raises(CacheError, match="cache schema 999.*skembed cache clear"):
+        EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(texts[:5])
+    assert main(["cache", "clear", db]) == 0
+    assert EmbeddingCache(db).info()["n_vectors"] == 0
+
+
+def test_damaged_vectors_are_detected_and_recomputed(tiny_model, texts, db):
+    expected = EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(texts[:6])
+    with sqlite3.connect(db) as conn:
+        keys = [row[0] for row in conn.execute("SELECT text FROM skembed_vectors LIMIT 2")]
+        flipped = bytearray(32 * 4)
+        conn.execute("UPDATE skembed_vectors SET vector=? WHERE text=?", (bytes(flipped), keys[0]))
+        conn.execute("UPDATE skembed_vectors SET vector=x'00' WHERE text=?", (keys[1],))
+    _cache._STORES.clear()  # a new process: nothing held in memory
+    cache = EmbeddingCache(db)
+    with pytest.warns(RuntimeWarning, match="2 vector\\(s\\).*checksum"):
+        X = EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(texts[:6])
+    assert cache.stats() == {"hits": 4, "misses": 2}
+    np.testing.assert_allclose(X, expected, rtol=1e-5, atol=1e-6)
+    _cache._STORES.clear()
+    again = EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(texts[:6])
+    assert EmbeddingCache(db).stats() == {"hits": 6, "misses": 0}
+    np.testing.assert_array_equal(again, X)
+
+
+def test_cli_info_and_clear(tiny_model, texts, db, capsys):
+    EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(texts[:12])
+    EmbeddingVectorizer(tiny_model, device="cpu", cache=db, normalize=True).fit_transform(
+        texts[:4]
+    )
+    assert main(["cache", "info", db]) == 0
+    out = capsys.readouterr().out
+    assert "vectors:  16" in out and "normalize=True" in out and "32 dims" in out
+    assert main(["cache", "info", db, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert sorted(m["n_vectors"] for m in info["models"]) == [4, 12]
+    assert info["misses"] == 16 and info["size_bytes"] > 0
+    assert main(["cache", "clear", db]) == 0
+    assert "cleared 16 vectors" in capsys.readouterr().out
+    assert EmbeddingCache(db).info()["n_vectors"] == 0
+    assert main(["cache", "info", db + ".missing"]) == 2
+    assert "no cache file" in capsys.readouterr().err
+
+
+def test_bad_cache_parameters_are_rejected(tiny_model):
+    with pytest.raises(InvalidParameterError, match="'cache' parameter"):
+        EmbeddingVectorizer(tiny_model, cache=3).fit(["a"])
+    with pytest.raises(TypeError, match="takes a str, a path-like or None"):
+        EmbeddingCache(3)

@@ -61,7 +61,8 @@ def _partition_error(exc: Exception, number, total, part) -> Exception:
     where = f"partition {number}" if total is None else f"partition {number} of {total}"
     index = getattr(part, "index", None)
     if index is not None and len(index):
-        where += f", index labels {index[0]!r} to {index[-1]!r}"
+        first, last = index[[0, -1]].tolist()
+        where += f", index labels {first!r} to {last!r}"
     message = f"skembed could not embed {where}: {exc}"
     try:
         return type(exc)(message)
@@ -138,11 +139,11 @@ def embed(vectorizer, X, *, columns=None, output="array", torch_threads=None):
         of ``X`` and the columns ``vectorizer.get_feature_names_out()``. A Bag
         or Array has no index, so it gives an Array only.
     torch_threads : int or None, default=None
-        Threads torch may use in each process that runs a partition, set with
-        ``torch.set_num_threads`` before embedding it. ``distributed`` starts
-        its workers with one BLAS/OpenMP thread each; on a worker with ``t``
-        task threads and ``c`` cores, ``c // t`` lets torch use the cores.
-        None leaves torch as it is.
+        Threads torch may use to embed a partition, set with
+        ``torch.set_num_threads`` in the thread that runs it, just before.
+        ``distributed`` starts its workers with one BLAS/OpenMP thread each;
+        on a worker with ``t`` task threads and ``c`` cores, ``c // t`` lets
+        torch use the cores. None leaves torch as it is.
 
     Returns
     -------

@@ -110,7 +110,14 @@ class _LoadedModel:
                 trust_remote_code=config.trust_remote_code,
             )
             if config.max_seq_length is not None:
-                st.max_seq_length = config.max_seq_length
+                # As the transformers backend: never past the position embeddings.
+                model_config = getattr(getattr(st[0], "auto_model", None), "config", None)
+                limits = [
+                    config.max_seq_length,
+                    st.tokenizer.model_max_length,
+                    getattr(model_config, "max_position_embeddings", None),
+                ]
+                st.max_seq_length = min(v for v in limits if isinstance(v, int) and v > 0)
             first = st[0]
             self.tokenizer = st.tokenizer
             self.max_length = st.max_seq_length or self.tokenizer.model_max_length

@@ -257,6 +257,13 @@ def test_max_seq_length_truncates_like_sentence_transformers(tiny_model):
     assert np.abs(full - short).max() > 1e-3
 
 
+@pytest.mark.parametrize("backend", ["sentence-transformers", "transformers"])
+def test_max_seq_length_past_the_model_limit_is_the_model_limit(tiny_model, backend):
+    long_text = ["palabra " * 300]  # 300 tokens, the tiny model has 128 positions
+    asked = _vectorizer(tiny_model, max_seq_length=1000, backend=backend).fit_transform(long_text)
+    np.testing.assert_allclose(asked, _vectorizer(tiny_model).fit_transform(long_text), atol=1e-5)
+
+
 def test_embed_unique_matches_transform(tiny_model):
     vectorizer = _vectorizer(tiny_model).fit(TEXTS)
     np.testing.assert_array_equal(vectorizer.embed_unique(TEXTS), vectorizer.transform(TEXTS))

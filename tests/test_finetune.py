@@ -1,0 +1,128 @@
+"""Fine-tuning through SimilarityRegressor on the tiny model: learning, reproducibility, saving."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+
+from skembed import EmbeddingVectorizer, FineTuneConfig, SimilarityRegressor, evaluate_sts
+from skembed._finetune import normalise_scores
+
+# A random tiny model learns fast with a large step; no warm-up for 16 steps.
+FAST = {"loss": "cosent", "epochs": 4, "learning_rate": 1e-3, "warmup_steps": 0}
+
+
+@pytest.fixture(scope="module")
+def train(stsb_dir):
+    data = pd.read_csv(stsb_dir / "train.csv").head(64)
+    return data[["sentence1", "sentence2"]], data["similarity_score"].to_numpy()
+
+
+def _regressor(model, **params):
+    vec = EmbeddingVectorizer(model, device="cpu", show_progress_bar=False)
+    return SimilarityRegressor(vec, fine_tune=True, random_state=0, **params)
+
+
+@pytest.fixture(scope="module")
+def tuned(tiny_model, train, tmp_path_factory):
+    X, y = train
+    folder = tmp_path_factory.mktemp("tuned") / "encoder"
+    return _regressor(tiny_model, fine_tune_params=FAST, fine_tune_dir=folder).fit(X, y)
+
+
+def test_loss_goes_down_and_training_pairs_rank_better(tiny_model, tuned, train):
+    X, y = train
+    history = tuned.fine_tune_history_
+    assert len(history) >= 4 and np.mean(history[-2:]) < np.mean(history[:2])
+    before = evaluate_sts(tiny_model, X.sentence1, X.sentence2, y).spearman
+    after = evaluate_sts(tuned, X.sentence1, X.sentence2, y).spearman
+    assert after > before + 0.2, (before, after)
+    # The original model is untouched; the fitted vectorizer points at the new one.
+    assert tuned.vectorizer.model == tiny_model
+    assert tuned.vectorizer_.model == tuned.fine_tuned_model_ != tiny_model
+
+
+def test_same_random_state_same_model(tiny_model, tuned, train, tmp_path):
+    X, y = train
+    again = _regressor(tiny_model, fine_tune_params=FAST, fine_tune_dir=tmp_path / "again")
+    again.fit(X, y)
+    np.testing.assert_array_equal(again.predict_similarity(X), tuned.predict_similarity(X))
+    assert again.fine_tune_history_ == tuned.fine_tune_history_
+
+
+def test_saved_encoder_loads_in_both_libraries(tuned, train, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    X, _ = train
+    texts = X.sentence1.tolist()[:10]
+    before = tuned.vectorizer_.embed_unique(texts)
+    path = tuned.save_encoder(tmp_path / "saved")
+    assert tuned.fine_tuned_model_ == path == tuned.vectorizer_.model
+    ours = EmbeddingVectorizer(path, device="cpu").fit_transform(texts)
+    theirs = SentenceTransformer(path, device="cpu").encode(texts)
+    np.testing.assert_array_equal(ours, before)
+    np.testing.assert_allclose(theirs, ours, atol=1e-5)
+
+
+def test_pickle_holds_the_path_not_the_weights(tuned, train, tmp_path):
+    X, _ = train
+    blob = pickle.dumps(tuned)
+    assert len(blob) < 200_000  # the tiny model's weights alone are ~16 MB
+    restored = pickle.loads(blob)
+    np.testing.assert_array_equal(restored.predict(X), tuned.predict(X))
+    moved = pickle.loads(blob)
+    copy = tmp_path / "gone"
+    shutil.copytree(moved.fine_tuned_model_, copy)
+    moved.fine_tuned_model_ = str(copy)
+    moved.vectorizer_.set_params(model=str(copy))
+    shutil.rmtree(copy)
+    with pytest.raises(FileNotFoundError, match="no longer exists.*save_encoder"):
+        moved.predict(X)
+
+
+@pytest.mark.parametrize("loss", ["mnrl", "cosine"])
+def test_other_losses_train(tiny_model, train, loss):
+    X, y = train
+    params = {**FAST, "loss": loss, "epochs": 1}
+    reg = _regressor(tiny_model, fine_tune_params=params).fit(X, y)
+    assert reg.fine_tune_history_ and np.all(np.isfinite(reg.fine_tune_history_))
+    assert reg.fine_tuned_model_.startswith(str(__import__("tempfile").gettempdir()))
+    assert np.isfinite(reg.predict(X)).all()
+
+
+def test_mnrl_needs_positive_pairs(tiny_model):
+    X = [("a", "b"), ("c", "d"), ("e", "f")]
+    reg = _regressor(tiny_model, fine_tune_params={"loss": "mnrl"})
+    with pytest.raises(ValueError, match="at least 2 positive pairs"):
+        reg.fit(X, [0.0, 0.0, 5.0])
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"loss": "triplet"}, "loss must be one of"),
+        ({"epochs": 0}, "epochs must be a positive integer"),
+        ({"learning_rate": -1.0}, "learning_rate must be > 0"),
+        ({"loss": "mnrl", "batch_size": 1}, "needs batch_size >= 2"),
+        ({"positive_threshold": 2.0}, r"positive_threshold must be in \[0, 1\]"),
+    ],
+)
+def test_config_errors(params, match):
+    with pytest.raises(ValueError, match=match):
+        FineTuneConfig.from_params(params)
+
+
+def test_default_recipe_is_the_model_cards():
+    config = FineTuneConfig()
+    assert (config.loss, config.scale, config.batch_size, config.epochs) == ("mnrl", 20.0, 16, 3)
+    assert (config.learning_rate, config.weight_decay, config.warmup_steps) == (2e-5, 0.01, 271)
+    assert config.max_grad_norm == 1.0
+    assert normalise_scores([0, 5, 6], 0, 5).tolist() == [0.0, 1.0, 1.0]
+    # The scores fed to the losses keep the order of y.
+    y = np.array([3.0, 0.5, 4.5, 2.0])
+    assert spearmanr(y, normalise_scores(y, y.min(), y.max())).statistic == 1.0

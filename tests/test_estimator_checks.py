@@ -118,6 +118,9 @@ def test_expected_failures_are_generated_checks():
     assert all(hasattr(estimator_checks, name) for name in EXTRA_CHECKS)
 
 
+# The set_output checks fit on a dataframe and transform an array, and back,
+# on purpose: the feature-name warnings this raises are expected there.
+@pytest.mark.filterwarnings("ignore:X (does not have valid|has) feature names:UserWarning")
 @pytest.mark.parametrize("check_name", EXTRA_CHECKS)
 def test_public_checks_not_run_by_check_estimator(check_name):
     check = getattr(estimator_checks, check_name)

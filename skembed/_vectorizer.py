@@ -210,7 +210,9 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples, n_features_in_ * embedding_dim_), float32
         """
-        check_is_fitted(self)
+        # embedding_dim_ is set last in fit: a fit that failed to load the model
+        # leaves the vectorizer unfitted, whatever else it set.
+        check_is_fitted(self, "embedding_dim_")
         columns = self._validate_columns(X, reset=False)
         return self._embed_columns(columns)
 
@@ -271,7 +273,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
 
         A single unnamed column gives ``embedding_<i>``.
         """
-        check_is_fitted(self, "n_features_in_")
+        check_is_fitted(self, "embedding_dim_")
         unnamed = input_features is None and not hasattr(self, "feature_names_in_")
         input_features = _check_feature_names_in(self, input_features)
         dims = range(self.embedding_dim_)

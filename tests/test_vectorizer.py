@@ -425,6 +425,10 @@ def test_unfitted_vectorizer_with_unreachable_model_constructs_and_clones(count_
     assert count_loads == []
     with pytest.raises(OSError):
         vectorizer.fit(["a"])
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):  # a failed fit leaves it unfitted
+        vectorizer.transform(["a"])
 
 
 def test_pickle_is_small_and_gives_identical_vectors(tiny_model):

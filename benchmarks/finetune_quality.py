@@ -39,10 +39,10 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "stsb_multi_mt_es"
 #: The recipe measured here (see docs/finetuning.rst for how it was chosen).
 RECIPE = {
     "loss": "cosent",
-    "epochs": 3,
+    "epochs": 1,
     "batch_size": 32,
     "learning_rate": 1e-4,
-    "warmup_steps": 54,
+    "warmup_steps": 18,
     "max_seq_length": 64,
 }
 
@@ -76,7 +76,8 @@ def main(argv=None) -> int:
     X_train, y_train = read(args.data, "train")
     X_dev, y_dev = read(args.data, "dev")
     X_test, y_test = read(args.data, "test")
-    vectorizer = EmbeddingVectorizer(minilm_path(), device="cpu", batch_size=64)
+    # The memory cache embeds each text once per encoder across the three rows.
+    vectorizer = EmbeddingVectorizer(minilm_path(), device="cpu", batch_size=64, cache="memory")
     rows, results = [], {"recipe": recipe, "torch_threads": None}
 
     import torch
@@ -91,13 +92,6 @@ def main(argv=None) -> int:
     raw_dev = evaluate_sts(vectorizer, X_dev.sentence1, X_dev.sentence2, y_dev).spearman
     raw_test = evaluate_sts(vectorizer, X_test.sentence1, X_test.sentence2, y_test).spearman
     report("raw cosine (pretrained)", raw_dev, raw_test)
-
-    frozen = SimilarityRegressor(vectorizer).fit(X_train, y_train)
-    report(
-        "SimilarityRegressor, frozen encoder",
-        spearman_score(y_dev, frozen.predict(X_dev)),
-        spearman_score(y_test, frozen.predict(X_test)),
-    )
 
     tuned = SimilarityRegressor(
         vectorizer, fine_tune=True, fine_tune_params=recipe, random_state=args.seed,
@@ -121,6 +115,13 @@ def main(argv=None) -> int:
         spearman_score(y_test, tuned.predict(X_test)),
         seconds,
     )
+    frozen = SimilarityRegressor(vectorizer).fit(X_train, y_train)
+    report(
+        "SimilarityRegressor, frozen encoder",
+        spearman_score(y_dev, frozen.predict(X_dev)),
+        spearman_score(y_test, frozen.predict(X_test)),
+    )
+
     print(f"fine-tuning + head fit: {seconds:.0f} s wall; load average (1, 5, 15 min) "
           f"before {load_before}, after {results['load_average_after']}; "
           f"torch threads {results['torch_threads']}")

@@ -13,6 +13,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import Ridge
+from sklearn.metrics import r2_score
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_y, check_consistent_length, check_is_fitted
@@ -113,7 +114,7 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         Training loss logged during fine-tuning.
     n_features_in_ : int
         Number of text columns seen in :meth:`fit`.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Column names seen in :meth:`fit`, when ``X`` had string column names.
 
     See Also
@@ -309,6 +310,26 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         if self._isotonic(self.head_) or similarities.ndim == 2:
             return self.head_.predict(similarities)
         return self.head_.predict(similarities[:, None])
+
+    def score(self, X, y):
+        """R² of :meth:`predict` against ``y``, scikit-learn's score for regressors.
+
+        STS is usually reported as a correlation: pass ``scoring=spearman_scorer``
+        or ``pearson_scorer`` to model selection for that.
+
+        Parameters
+        ----------
+        X : array-like, list of tuples, pandas or polars DataFrame
+            As many text columns as seen in :meth:`fit`.
+        y : array-like of shape (n_samples,)
+            True scores.
+
+        Returns
+        -------
+        score : float
+        """
+        y = _check_y(y, y_numeric=True, estimator=self)
+        return float(r2_score(y, self.predict(X)))
 
     def save_encoder(self, path):
         """Save the encoder used by this fitted estimator to a folder.

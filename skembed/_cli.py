@@ -101,6 +101,60 @@ def _add_cache(subparsers) -> None:
     parser.set_defaults(func=_cache_command)
 
 
+def _evaluate(args) -> int:
+    import json
+
+    import pandas as pd
+
+    from ._evaluation import evaluate_sts
+
+    data = pd.read_csv(args.data)
+    needed = ["sentence1", "sentence2", "similarity_score"]
+    absent = [c for c in needed if c not in data.columns]
+    if absent:
+        raise ValueError(
+            f"{args.data} lacks column(s) {absent}; it needs {needed}, "
+            f"found {list(data.columns)}"
+        )
+    result = evaluate_sts(
+        _vectorizer_from_args(args),
+        data["sentence1"].tolist(),
+        data["sentence2"].tolist(),
+        data["similarity_score"].tolist(),
+    )
+    if args.json:
+        print(json.dumps({"model": args.model, "data": args.data, **result.as_dict()}))
+    else:
+        print(f"pairs:    {result.n_pairs}")
+        print(f"pearson:  {result.pearson:.4f}")
+        print(f"spearman: {result.spearman:.4f}")
+    if args.plot:
+        from ._plotting import plot_sts
+
+        plot_sts(result, args.plot, title=f"{args.model} on {args.data}")
+        print(f"plot:     {args.plot}")
+    return 0
+
+
+def _add_evaluate(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="STS evaluation: correlation of cosine similarity with gold scores",
+        description="Pearson and Spearman correlations of the cosine similarity of "
+        "sentence pairs with gold scores, as sentence-transformers' "
+        "EmbeddingSimilarityEvaluator reports them.",
+    )
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="CSV file with columns sentence1, sentence2, similarity_score",
+    )
+    parser.add_argument("--plot", metavar="FILE", help="also draw a scatter plot to FILE (PNG)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_model_arguments(parser)
+    parser.set_defaults(func=_evaluate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skembed", description="Sentence embeddings for scikit-learn users."
@@ -108,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_similarity(subparsers)
     _add_cache(subparsers)
+    _add_evaluate(subparsers)
     return parser
 
 

@@ -103,9 +103,15 @@ def model_key(config: EncoderConfig, *, normalize: bool) -> ModelKey | None:
     return ModelKey(digest, {"model": config.model, **description})
 
 
+def text_keys(texts: list) -> list:
+    """16-byte blake2b digests of texts (of their UTF-8 bytes)."""
+    blake2b = hashlib.blake2b
+    return [blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).digest() for t in texts]
+
+
 def text_key(text: str) -> bytes:
     """16-byte blake2b digest of a text."""
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return text_keys([text])[0]
 
 
 class _Store:
@@ -158,12 +164,12 @@ class _MemoryStore(_Store):
             _check_dim(dim, vectors, key)
             self.descriptions[key.digest] = key.description
             table = self.vectors.setdefault(key.digest, {})
-            for text, vector in zip(texts, vectors):
-                if text not in table:
-                    vector = vector.copy()
-                    vector.flags.writeable = False
-                    table[text] = vector
-                    self.nbytes += vector.nbytes
+            block = np.array(vectors, dtype=np.float32)  # rows below are views of it
+            block.flags.writeable = False
+            size = len(table)
+            for text, vector in zip(texts, block):
+                table.setdefault(text, vector)
+            self.nbytes += (len(table) - size) * 4 * dim
 
     def info(self) -> dict:
         with self.lock:
@@ -302,7 +308,7 @@ class _SQLiteStore(_Store):
         return out, np.asarray(missing)[~found].tolist()
 
     def _fetch_file(self, key: ModelKey, texts: list, dim: int):
-        keys = [text_key(t) for t in texts]
+        keys = text_keys(texts)
         position = dict(zip(keys, range(len(keys))))
         rows = self._run(self._select, key.digest, keys)
         nbytes = 4 * dim
@@ -453,9 +459,9 @@ class _SQLiteStore(_Store):
 def _vector_rows(model: bytes, texts: list, vectors: np.ndarray):
     """Rows of the vectors table: (model, text key, float32 blob, CRC-32)."""
     vectors = np.ascontiguousarray(vectors, dtype="<f4")
-    for text, vector in zip(texts, vectors):
+    for key, vector in zip(text_keys(texts), vectors):
         blob = vector.tobytes()
-        yield model, text_key(text), blob, zlib.crc32(blob)
+        yield model, key, blob, zlib.crc32(blob)
 
 
 class _transaction:

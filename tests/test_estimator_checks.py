@@ -59,7 +59,13 @@ CHECKS = parametrize_with_checks(
 
 # Public checks of sklearn.utils.estimator_checks that check_estimator does not
 # run (sklearn runs them from its own test_common.py) and that apply to a
-# fitted transformer taking 2-D input.
+# fitted transformer taking 2-D input. The other public ones do not apply:
+# classifier/regressor/cluster/outlier and sample_weight checks,
+# check_estimators_data_not_an_array (needs y; its transformer twin runs above),
+# check_transformers_unfitted_stateless (stateless only), check_requires_y_none,
+# check_fit_non_negative, check_nonsquare_error, check_sparsify_coefficients
+# (tags we do not have), check_array_api_input_and_values/_mixed_inputs/
+# _same_namespace (array API support, which text input cannot have).
 EXTRA_CHECKS = [
     "check_dataframe_column_names_consistency",
     "check_get_feature_names_out_error",

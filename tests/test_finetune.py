@@ -53,6 +53,12 @@ def test_same_random_state_same_model(tiny_model, tuned, train, tmp_path):
     again.fit(X, y)
     np.testing.assert_array_equal(again.predict_similarity(X), tuned.predict_similarity(X))
     assert again.fine_tune_history_ == tuned.fine_tune_history_
+    # Refitting into the same folder serves the new weights, not a stale model.
+    first = again.predict_similarity(X)
+    again.set_params(random_state=1, fine_tune_params={**FAST, "learning_rate": 3e-3}).fit(X, y)
+    fresh = SimilarityRegressor(EmbeddingVectorizer(again.fine_tuned_model_, device="cpu"))
+    np.testing.assert_array_equal(again.predict_similarity(X), fresh.fit(X, y).predict_similarity(X))
+    assert not np.allclose(again.predict_similarity(X), first)
 
 
 def test_saved_encoder_loads_in_both_libraries(tuned, train, tmp_path):

@@ -147,9 +147,9 @@ def embed(vectorizer, X, *, columns=None, output="array", torch_threads=None):
 
     Returns
     -------
-    dask Array of shape (n_samples, n_columns * embedding_dim_), float32, \
-or dask DataFrame
-        Row ``i`` embeds row ``i`` of ``X``; the row chunks follow the
+    dask Array of shape (n_samples, n_columns * dim), float32, or dask DataFrame
+        ``dim`` is the vectorizer's ``embedding_dim_``. Row ``i`` embeds row
+        ``i`` of ``X``; the row chunks follow the
         partitions of ``X`` (their sizes are unknown until computed, as for
         any Dask DataFrame turned into an Array).
 

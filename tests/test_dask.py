@@ -61,7 +61,7 @@ def client():
         n_workers=2,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",
         silence_logs=logging.CRITICAL,
     ) as cluster, Client(cluster) as client:
         # Import the libraries on both workers at once (no model is loaded).
@@ -277,4 +277,10 @@ def test_killed_worker_job_completes_identically(client, tiny_model, frame, tmp_
     assert os.path.exists(flag)
     np.testing.assert_allclose(result, local, atol=ATOL, rtol=0)
     client.wait_for_workers(2, timeout=60)
-    assert len(pids - set(client.run(os.getpid).values())) == 1  # one worker was replaced
+    new_pids = client.run(os.getpid)
+    assert len(pids - set(new_pids.values())) == 1  # one worker was replaced
+    (replacement,) = [w for w, pid in new_pids.items() if pid not in pids]
+    # The replacement loads the model by itself, once, when it gets work.
+    again = embed(_vectorizer(tiny_model), ddf, columns=["a", "b"]).compute()
+    np.testing.assert_allclose(again, local, atol=ATOL, rtol=0)
+    assert client.run(_worker_loads, workers=[replacement]) == {replacement: 1}

@@ -50,8 +50,8 @@ class FineTuneConfig:
         Train under bfloat16 autocast (fast on CPUs with AMX and recent GPUs);
         the saved weights stay float32.
     max_seq_length : int or None, default=None
-        Truncate texts to this many tokens while training; None keeps the
-        model's limit.
+        Truncate texts to this many tokens while training; the saved model
+        keeps this limit. None keeps the model's own.
     """
 
     loss: str = "mnrl"
@@ -120,7 +120,13 @@ def normalise_scores(scores, low: float, high: float) -> np.ndarray:
 
 
 def _training_dataset(sentences1, sentences2, unit_scores, config: FineTuneConfig):
-    from datasets import Dataset
+    try:
+        from datasets import Dataset
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "Fine-tuning needs the datasets and accelerate packages: "
+            "pip install 'skembed[train]'."
+        ) from exc
 
     s1 = [str(s) for s in sentences1]
     s2 = [str(s) for s in sentences2]

@@ -17,7 +17,11 @@ and the two floors no cache can beat:
 * **precomputed**: the same search on those precomputed vectors.
 
 Goals: cold <= 1.2 x (transform + precomputed); warm <= 1.2 x precomputed.
-Also printed: texts/s of a fully cached ``fit_transform`` read from the file.
+Also printed: the seconds the warm search spends inside the vectorizer (the
+whole cost of the cache), texts/s of a fully cached ``fit_transform`` read
+from the file and from the process's in-memory copy, whether warm scores equal
+cold ones exactly, and how far the scores are from the precomputed search
+(its vectors come from other batches, which changes their last bits).
 
 The model is loaded once before timing, so no case pays for loading it.
 The full-size random-weight copy of the default model is built by
@@ -90,6 +94,26 @@ def load_data(n: int):
     return frame[["sentence1"]], (frame["similarity_score"] >= 2.5).to_numpy()
 
 
+class TimedVectorizer(EmbeddingVectorizer):
+    """EmbeddingVectorizer that adds the seconds it spends to ``SECONDS``."""
+
+    SECONDS = [0.0]
+
+    def fit_transform(self, X, y=None):
+        start = time.perf_counter()
+        try:
+            return super().fit_transform(X, y)
+        finally:
+            TimedVectorizer.SECONDS[0] += time.perf_counter() - start
+
+    def transform(self, X):
+        start = time.perf_counter()
+        try:
+            return super().transform(X)
+        finally:
+            TimedVectorizer.SECONDS[0] += time.perf_counter() - start
+
+
 def search(estimator, grid, X, y):
     cv = StratifiedKFold(FOLDS, shuffle=True, random_state=0)
     return GridSearchCV(estimator, grid, cv=cv).fit(X, y)
@@ -108,7 +132,8 @@ def bench_model(name: str, model: str, X, y, *, no_cache: bool, workdir: str) ->
     pipe_grid = {f"logisticregression__{k}": v for k, v in GRID.items()}
 
     def pipeline(cache):
-        return make_pipeline(EmbeddingVectorizer(**vectorizer_params, cache=cache), lr)
+        TimedVectorizer.SECONDS[0] = 0.0
+        return make_pipeline(TimedVectorizer(**vectorizer_params, cache=cache), lr)
 
     row = {"model": name, "texts": len(X)}
     row["transform"], vectors = timed(
@@ -122,6 +147,7 @@ def bench_model(name: str, model: str, X, y, *, no_cache: bool, workdir: str) ->
     row["cold"], results["cold"] = timed(lambda: search(pipeline(path), pipe_grid, X, y))
     _cache._STORES.clear()  # read the file back, as a new process would
     row["warm"], results["warm"] = timed(lambda: search(pipeline(path), pipe_grid, X, y))
+    row["warm: in vectorizer"] = TimedVectorizer.SECONDS[0]
     _cache._STORES.clear()
     texts = X["sentence1"].tolist()
     seconds, _ = timed(
@@ -136,11 +162,12 @@ def bench_model(name: str, model: str, X, y, *, no_cache: bool, workdir: str) ->
     row["cache MB"] = info["size_bytes"] / 1e6
     row["cold / (transform + precomputed)"] = row["cold"] / (row["transform"] + row["precomputed"])
     row["warm / precomputed"] = row["warm"] / row["precomputed"]
-    # Every search must choose as the precomputed one did, with the same scores.
-    expected = reference.cv_results_["mean_test_score"]
-    row["same scores"] = all(
-        np.allclose(r.cv_results_["mean_test_score"], expected, atol=1e-6)
-        for r in results.values()
+    # Warm reads back exactly the vectors cold computed: identical scores. The
+    # precomputed vectors come from other batches (last-bit differences).
+    scores = {k: r.cv_results_["mean_test_score"] for k, r in results.items()}
+    row["warm = cold"] = bool(np.array_equal(scores["warm"], scores["cold"]))
+    row["max |score - precomputed|"] = max(
+        float(np.abs(v - reference.cv_results_["mean_test_score"]).max()) for v in scores.values()
     )
     return row
 
@@ -153,12 +180,14 @@ COLUMNS = [
     ("no cache", "{:.1f} s"),
     ("cold", "{:.1f} s"),
     ("warm", "{:.1f} s"),
+    ("warm: in vectorizer", "{:.2f} s"),
     ("cold / (transform + precomputed)", "{:.2f}"),
     ("warm / precomputed", "{:.2f}"),
     ("cached texts/s (file)", "{:,.0f}"),
     ("cached texts/s (process)", "{:,.0f}"),
     ("cache MB", "{:.1f}"),
-    ("same scores", "{}"),
+    ("warm = cold", "{}"),
+    ("max |score - precomputed|", "{:.4f}"),
 ]
 
 

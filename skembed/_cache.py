@@ -21,6 +21,7 @@ a CRC-32; a vector whose length or checksum is wrong is dropped and recomputed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -73,6 +74,7 @@ class ModelKey:
     description: dict
 
 
+@functools.lru_cache(maxsize=None)
 def _device_type(device: str) -> str:
     if device == "auto":
         from ._engine import resolve_device
@@ -129,7 +131,11 @@ class _Store:
 
 
 class _MemoryStore(_Store):
-    """Vectors in a dict per model key, for the life of the process."""
+    """Vectors in one growing array per model key, for the life of the process.
+
+    ``index[digest]`` maps a text to its row in ``pools[digest]``, so a lookup
+    is one fancy-indexing copy.
+    """
 
     kind = "memory"
 
@@ -137,7 +143,8 @@ class _MemoryStore(_Store):
         super().__init__()
         self.max_bytes = max_bytes
         self.nbytes = 0
-        self.vectors: dict = {}
+        self.index: dict = {}
+        self.pools: dict = {}
         self.dims: dict = {}
         self.descriptions: dict = {}
 
@@ -145,16 +152,14 @@ class _MemoryStore(_Store):
         return self.dims.get(key.digest)
 
     def fetch(self, key: ModelKey, texts: list, dim: int):
-        table = self.vectors.get(key.digest, {})
-        out = np.empty((len(texts), dim), dtype=np.float32)
-        missing = []
-        for i, text in enumerate(texts):
-            vector = table.get(text)
-            if vector is None:
-                missing.append(i)
-            else:
-                out[i] = vector
-        return out, missing
+        with self.lock:
+            index = self.index.get(key.digest)
+            if index is None:
+                return np.empty((len(texts), dim), dtype=np.float32), list(range(len(texts)))
+            get = index.get
+            rows = np.fromiter((get(t, -1) for t in texts), dtype=np.intp, count=len(texts))
+            out = self.pools[key.digest][rows]
+        return out, np.flatnonzero(rows < 0).tolist()
 
     def put(self, key: ModelKey, texts: list, vectors: np.ndarray) -> None:
         with self.lock:
@@ -163,19 +168,31 @@ class _MemoryStore(_Store):
             dim = self.dims.setdefault(key.digest, vectors.shape[1])
             _check_dim(dim, vectors, key)
             self.descriptions[key.digest] = key.description
-            table = self.vectors.setdefault(key.digest, {})
-            block = np.array(vectors, dtype=np.float32)  # rows below are views of it
-            block.flags.writeable = False
-            size = len(table)
-            for text, vector in zip(texts, block):
-                table.setdefault(text, vector)
-            self.nbytes += (len(table) - size) * 4 * dim
+            index = self.index.setdefault(key.digest, {})
+            first: dict = {}
+            for i, text in enumerate(texts):
+                if text not in index:
+                    first.setdefault(text, i)
+            new = list(first.values())
+            if not new:
+                return
+            pool = self.pools.get(key.digest, np.empty((0, dim), dtype=np.float32))
+            size = len(index)
+            if size + len(new) > len(pool):
+                grown = np.empty((max(2 * len(pool), size + len(new), 1024), dim), np.float32)
+                grown[:size] = pool[:size]
+                pool = grown
+            pool[size : size + len(new)] = vectors[new]
+            self.pools[key.digest] = pool
+            for row, i in enumerate(new, start=size):
+                index[texts[i]] = row
+            self.nbytes += len(new) * 4 * dim
 
     def info(self) -> dict:
         with self.lock:
             models = [
-                {**self.descriptions[d], "dim": self.dims[d], "n_vectors": len(table)}
-                for d, table in self.vectors.items()
+                {**self.descriptions[d], "dim": self.dims[d], "n_vectors": len(index)}
+                for d, index in self.index.items()
             ]
         return {
             "path": None,
@@ -189,8 +206,9 @@ class _MemoryStore(_Store):
 
     def clear(self, counts: bool = True) -> int:
         with self.lock:
-            n_vectors = sum(len(table) for table in self.vectors.values())
-            self.vectors.clear()
+            n_vectors = sum(len(index) for index in self.index.values())
+            self.index.clear()
+            self.pools.clear()
             self.dims.clear()
             self.descriptions.clear()
             self.nbytes = 0

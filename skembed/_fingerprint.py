@@ -20,6 +20,8 @@ _CHUNK = 1 << 20
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 _FILE_DIGESTS: dict = {}
+_FOLDER_DIGESTS: dict = {}
+_LISTINGS: dict = {}
 _HUB_COMMITS: dict = {}
 _LOCK = threading.Lock()
 
@@ -59,24 +61,55 @@ def file_digest(path: str | os.PathLike) -> str:
     return digest
 
 
+def _model_files(folder: str) -> list:
+    """(relative path, path) of the files of a folder that can change a vector.
+
+    The listing is kept while the modification times of its folders stay the
+    same (adding, removing or renaming a file changes its folder's).
+    """
+    with _LOCK:
+        cached = _LISTINGS.get(folder)
+    if cached is not None:
+        folders, files = cached
+        try:
+            if all(os.stat(d).st_mtime_ns == mtime for d, mtime in folders):
+                return files
+        except OSError:
+            pass
+    folders, files = [], []
+    for root, dirs, names in os.walk(folder):
+        folders.append((root, os.stat(root).st_mtime_ns))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIPPED_DIRS)
+        for name in sorted(names):
+            if _is_model_file(name):
+                path = os.path.join(root, name)
+                files.append((os.path.relpath(path, folder).replace(os.sep, "/"), path))
+    with _LOCK:
+        _LISTINGS[folder] = (folders, files)
+    return files
+
+
 def folder_fingerprint(folder: str | os.PathLike) -> str:
     """Digest of every file of a model folder that can change a vector.
 
     The digest depends on the files' relative paths and contents, not on the
-    folder's location: two copies of a model share their fingerprint.
+    folder's location: two copies of a model share their fingerprint. It is
+    recomputed only when a file's size, modification time or inode changes.
     """
     folder = os.path.abspath(folder)
-    entries = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIPPED_DIRS)
-        for name in sorted(files):
-            if _is_model_file(name):
-                path = os.path.join(root, name)
-                rel = os.path.relpath(path, folder).replace(os.sep, "/")
-                entries.append(f"{rel}\0{file_digest(path)}")
-    if not entries:
+    files = _model_files(folder)
+    if not files:
         raise ValueError(f"Model folder {folder!r} holds no model file.")
-    return hashlib.blake2b("\n".join(entries).encode(), digest_size=20).hexdigest()
+    stats = [(rel, os.stat(path)) for rel, path in files]
+    signature = (folder, *((rel, s.st_size, s.st_mtime_ns, s.st_ino) for rel, s in stats))
+    with _LOCK:
+        digest = _FOLDER_DIGESTS.get(signature)
+    if digest is None:
+        entries = [f"{rel}\0{file_digest(path)}" for rel, path in files]
+        digest = hashlib.blake2b("\n".join(entries).encode(), digest_size=20).hexdigest()
+        with _LOCK:
+            _FOLDER_DIGESTS[signature] = digest
+    return digest
 
 
 def _offline() -> bool:

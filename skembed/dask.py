@@ -187,7 +187,9 @@ def embed(vectorizer, X, *, columns=None, output="array", torch_threads=None):
     frame_like = isinstance(X, dd.DataFrame | dd.Series)
     if columns is not None:
         if not isinstance(X, dd.DataFrame):
-            raise ValueError(f"columns= selects columns of a Dask DataFrame, not of a {type(X)}.")
+            raise ValueError(
+                f"columns= selects columns of a Dask DataFrame, not of a {type(X).__name__}."
+            )
         names = [columns] if isinstance(columns, str) else list(columns)
         unknown = [c for c in names if c not in X.columns]
         if unknown:
@@ -205,7 +207,7 @@ def embed(vectorizer, X, *, columns=None, output="array", torch_threads=None):
             )
         X = _as_text_array(X)
         n_columns = 1 if X.ndim == 1 else X.shape[1]
-        sample = np.full((1,) * X.ndim if X.ndim == 1 else (1, n_columns), _PLACEHOLDER, object)
+        sample = np.full((1,) if X.ndim == 1 else (1, n_columns), _PLACEHOLDER, dtype=object)
     else:
         raise TypeError(
             "X must be a Dask DataFrame, Series, Array or Bag of texts, got "

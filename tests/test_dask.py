@@ -270,11 +270,13 @@ def test_killed_worker_job_completes_identically(client, tiny_model, frame, tmp_
 
     pids = set(client.run(os.getpid).values())
     ddf = dd.from_pandas(frame, npartitions=6, sort=False)
+    clean = embed(_vectorizer(tiny_model), ddf, columns=["a", "b"]).compute()  # no fault
     job = embed(_vectorizer(tiny_model), ddf, columns=["a", "b"]).map_blocks(
         die_once, dtype=np.float32, meta=np.empty((0, 64), dtype=np.float32)
     )
     result = client.compute(job).result(timeout=120)
     assert os.path.exists(flag)
+    np.testing.assert_array_equal(result, clean)  # same partitions, same batches: same bits
     np.testing.assert_allclose(result, local, atol=ATOL, rtol=0)
     client.wait_for_workers(2, timeout=60)
     new_pids = client.run(os.getpid)

@@ -67,7 +67,9 @@ def _is_missing(value) -> bool:
 def _describe_row(row: int, index) -> str:
     if index is None:
         return f"row {row}"
-    return f"row {row} (index label {index[row]!r})"
+    label = index[row]
+    label = label.item() if isinstance(label, np.generic) else label  # 7, not np.int64(7)
+    return f"row {row} (index label {label!r})"
 
 
 def _describe_column(col: int, names) -> str:

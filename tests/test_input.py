@@ -216,3 +216,9 @@ def test_unique_texts_are_shared_across_columns_in_first_seen_order():
     assert [p.tolist() for p in positions] == [[0, 1, 0], [1, 2, 0]]
     for column, pos in zip(columns, positions):
         assert [texts[i] for i in pos] == column.tolist()
+
+
+def test_a_numeric_index_label_is_shown_as_a_plain_number():
+    series = pd.Series(["a", None], index=np.array([10, 1006], dtype=np.int64))
+    with pytest.raises(ValueError, match=r"row 1 \(index label 1006\)"):
+        to_text_columns(series)

@@ -75,7 +75,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
     ----------
     n_features_in_ : int
         Number of text columns seen in :meth:`fit`.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Column names seen in :meth:`fit`, when ``X`` had string column names.
     embedding_dim_ : int
         Dimension of one text's vector.
@@ -208,7 +208,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_samples, n_features_in_ * embedding_dim_), float32
+        ndarray of shape (n_samples, ``n_features_in_ * embedding_dim_``), float32
         """
         # embedding_dim_ is set last in fit: a fit that failed to load the model
         # leaves the vectorizer unfitted, whatever else it set.

@@ -184,13 +184,15 @@ class _LoadedModel:
     def tokenize(self, texts: list) -> _Tokens:
         """Token ids of ``texts``, truncated, without padding, in compact arrays.
 
-        Texts go to the (parallel, Rust) fast tokenizer ``TOKENIZE_CHUNK`` at a
-        time, and each chunk's Python lists are packed into int32 arrays at
-        once, so memory stays near 4 bytes a token whatever the number of texts.
+        Texts go to the (parallel, Rust) fast tokenizer in chunks of at most
+        ``TOKENIZE_CHUNK`` texts and ``TOKENIZE_CHUNK_CHARS`` characters (the
+        tokenizer holds ~40 bytes a character of a chunk while it works), and
+        each chunk's ids are packed into int32 arrays at once, so memory stays
+        near 4 bytes a token whatever the number of texts.
         """
         lengths, flats = [], []
-        for start in range(0, len(texts), TOKENIZE_CHUNK):
-            chunk = [t.strip() for t in texts[start : start + TOKENIZE_CHUNK]]
+        for start, stop in _chunks(texts):
+            chunk = [t.strip() for t in texts[start:stop]]
             if self.do_lower_case:
                 chunk = [t.lower() for t in chunk]
             ids = self.tokenizer(
@@ -318,6 +320,20 @@ def _cpu_has_fast_bfloat16() -> bool:
 
 #: Texts given to the tokenizer at once (its Python lists live for one chunk only).
 TOKENIZE_CHUNK = 4096
+#: ... and characters: a chunk of long texts costs the tokenizer ~40 bytes a character.
+TOKENIZE_CHUNK_CHARS = 500_000
+
+
+def _chunks(texts: list):
+    """``(start, stop)`` of consecutive chunks within both tokenizer limits."""
+    start, chars = 0, 0
+    for i, text in enumerate(texts):
+        if i > start and (i - start >= TOKENIZE_CHUNK or chars + len(text) > TOKENIZE_CHUNK_CHARS):
+            yield start, i
+            start, chars = i, 0
+        chars += len(text)
+    if start < len(texts):
+        yield start, len(texts)
 #: Batches prepared ahead of the model by a background thread (0: no thread).
 PREFETCH_BATCHES = 2
 #: Embeddings kept on the device before one copy back to host memory.

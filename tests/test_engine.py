@@ -34,6 +34,7 @@ def test_chunked_tokenization_equals_one_shot(encoder, monkeypatch):
         [t.strip() for t in TEXTS], truncation=True, max_length=model.max_length
     )["input_ids"]
     monkeypatch.setattr(_engine, "TOKENIZE_CHUNK", 3)
+    monkeypatch.setattr(_engine, "TOKENIZE_CHUNK_CHARS", 40)
     tokens = model.tokenize(TEXTS)
     assert tokens.flat.dtype == np.int32
     assert tokens.lengths.tolist() == [len(ids) for ids in expected]
@@ -43,6 +44,15 @@ def test_chunked_tokenization_equals_one_shot(encoder, monkeypatch):
         assert input_ids[row, : len(ids)].tolist() == ids
         assert mask[row].sum() == len(ids)
         assert (input_ids[row, len(ids) :] == model.tokenizer.pad_token_id).all()
+
+
+def test_tokenizer_chunks_respect_both_limits(monkeypatch):
+    monkeypatch.setattr(_engine, "TOKENIZE_CHUNK", 3)
+    monkeypatch.setattr(_engine, "TOKENIZE_CHUNK_CHARS", 10)
+    texts = ["aaaa", "bb", "c", "d", "eeeeeeeeeeeeeeeeee", "ff", "ggggggggg", "h"]
+    chunks = list(_engine._chunks(texts))
+    assert chunks == [(0, 3), (3, 4), (4, 5), (5, 6), (6, 8)]
+    assert list(_engine._chunks([])) == []
 
 
 @pytest.mark.parametrize("prefetch, output_chunk", [(0, 10_000), (2, 3), (1, 1)])

@@ -140,6 +140,11 @@ def evaluate_sts(model, sentences1, sentences2, scores, *, batch_size=None) -> S
     pairs[:, 0] = list(sentences1)
     pairs[:, 1] = list(sentences2)
     if hasattr(model, "predict_similarity"):
+        names = getattr(model, "feature_names_in_", None)
+        if names is not None:  # fitted on a dataframe: same column names
+            import pandas as pd
+
+            pairs = pd.DataFrame(pairs, columns=names)
         similarity = np.asarray(model.predict_similarity(pairs), dtype=np.float64)
         if similarity.ndim != 1:
             raise ValueError("evaluate_sts needs a SimilarityRegressor fitted on 2 columns.")

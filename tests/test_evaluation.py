@@ -118,3 +118,15 @@ def test_cli_evaluate_names_missing_columns(tiny_model, tmp_path, capsys):
     pd.DataFrame({"sentence1": ["a"], "sentence2": ["b"], "score": [1.0]}).to_csv(csv)
     assert main(["evaluate", "--data", str(csv), "--model", tiny_model]) == 2
     assert "lacks column(s) ['similarity_score']" in capsys.readouterr().err
+
+
+def test_regressor_fitted_on_a_dataframe_evaluates_without_warning(tiny_model, sts_test):
+    import warnings
+
+    s1, s2, gold = sts_test
+    X = pd.DataFrame({"left": s1, "right": s2})
+    reg = SimilarityRegressor(EmbeddingVectorizer(tiny_model, device="cpu")).fit(X, gold)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = evaluate_sts(reg, s1, s2, gold)
+    np.testing.assert_allclose(result.similarity, reg.predict_similarity(X))

@@ -260,6 +260,12 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         texts, positions = unique_texts(columns.columns)
         vectors = self.embed_unique(texts)
         dim = vectors.shape[1]
+        if columns.n_columns == 1 and len(texts) == columns.n_rows:
+            # Every row is distinct, so the vectors already are the output in row
+            # order: no second copy (it would double the peak memory).
+            if self.handle_missing == "zero":
+                vectors[columns.missing[0]] = 0.0
+            return vectors
         out = np.empty((columns.n_rows, columns.n_columns, dim), dtype=np.float32)
         for j, (pos, missing) in enumerate(zip(positions, columns.missing)):
             out[:, j, :] = vectors[pos]

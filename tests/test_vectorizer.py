@@ -440,3 +440,13 @@ def test_pickle_is_small_and_gives_identical_vectors(tiny_model):
     np.testing.assert_array_equal(restored.transform(pd.DataFrame({"title": TEXTS})), X)
     assert restored.feature_names_in_.tolist() == ["title"]
     assert restored.embedding_dim_ == 32
+
+
+@pytest.mark.parametrize("cache", [None, "memory"])
+def test_changing_an_output_never_changes_later_outputs(tiny_model, cache):
+    texts = ["uno", "dos", "tres"]  # all distinct: the output is the encoder's own array
+    vectorizer = EmbeddingVectorizer(tiny_model, device="cpu", cache=cache).fit(texts)
+    first = vectorizer.transform(texts)
+    expected = first.copy()
+    first[:] = 0.0
+    np.testing.assert_array_equal(vectorizer.transform(texts), expected)

@@ -155,9 +155,11 @@ class _LoadedModel:
             self.dimension = int(model.config.hidden_size)
             self.network = model.to(device)
             self._forward = self._forward_transformers
-        if config.precision != "float32":
-            self.network.to(self.dtype)
+        # Always cast: transformers 5 loads a checkpoint in its stored dtype.
+        self.network.to(self.dtype)
         self.network.eval()
+        self.pad_id = self.tokenizer.pad_token_id or 0
+        self._rust, self._rust_encode = _own_rust_tokenizer(self.tokenizer, self.max_length)
         self.no_grad = torch.inference_mode
         if (
             config.precision == "bfloat16"
@@ -172,11 +174,15 @@ class _LoadedModel:
             )
 
     def _forward_sentence_transformers(self, input_ids, attention_mask):
-        features = {"input_ids": input_ids, "attention_mask": attention_mask}
+        features = {"input_ids": input_ids}
+        if attention_mask is not None:
+            features["attention_mask"] = attention_mask
         return self.network(features)["sentence_embedding"]
 
     def _forward_transformers(self, input_ids, attention_mask):
         hidden = self.network(input_ids=input_ids, attention_mask=attention_mask)[0]
+        if attention_mask is None:
+            return hidden.mean(dim=1)
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         summed = (hidden * mask).sum(dim=1)
         return summed / mask.sum(dim=1).clamp(min=1e-9)
@@ -195,14 +201,7 @@ class _LoadedModel:
             chunk = [t.strip() for t in texts[start:stop]]
             if self.do_lower_case:
                 chunk = [t.lower() for t in chunk]
-            ids = self.tokenizer(
-                chunk,
-                truncation=True,
-                max_length=self.max_length,
-                padding=False,
-                return_attention_mask=False,
-                return_token_type_ids=False,
-            )["input_ids"]
+            ids = self._token_ids(chunk)
             chunk_lengths = np.fromiter(map(len, ids), dtype=np.int32, count=len(ids))
             lengths.append(chunk_lengths)
             flats.append(
@@ -218,8 +217,26 @@ class _LoadedModel:
             np.concatenate(lengths) if lengths else np.empty(0, np.int32),
         )
 
+    def _token_ids(self, texts: list) -> list:
+        """Lists of token ids, as ``tokenizer(texts, truncation=True)`` gives them."""
+        if self._rust is None:
+            return self.tokenizer(
+                texts,
+                truncation=True,
+                max_length=self.max_length,
+                padding=False,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+            )["input_ids"]
+        # Straight to the Rust tokenizer: it releases the GIL while it works on
+        # all cores, and skips the Python objects transformers would build.
+        return [encoding.ids for encoding in self._rust_encode(texts)]
+
     def forward(self, input_ids, attention_mask):
-        """Sentence embeddings of one padded batch of torch tensors on ``self.device``."""
+        """Sentence embeddings of one padded batch of torch tensors on ``self.device``.
+
+        ``attention_mask`` may be None when no row is padded.
+        """
         return self._forward(input_ids, attention_mask)
 
 
@@ -246,20 +263,90 @@ class _Tokens:
         return input_ids, mask.astype(np.int64)
 
 
-def _batches(tokens: _Tokens, order: np.ndarray, batch_size: int, pad_id: int, pin: bool):
-    """Yield ``(start, input_ids, attention_mask)`` torch tensors, batch after batch.
+def _own_rust_tokenizer(tokenizer, max_length: int):
+    """A private copy of a fast tokenizer's Rust backend, truncating, never padding.
 
-    ``start`` is the batch's first position in ``order``. With ``pin`` the
-    tensors are in page-locked memory, so copies to a GPU can be asynchronous.
+    Returns ``(None, None)`` for a slow (Python) tokenizer. A copy, because
+    transformers reconfigures the shared backend on every call.
     """
+    backend = getattr(tokenizer, "backend_tokenizer", None) if tokenizer.is_fast else None
+    if backend is None:
+        return None, None
+    from tokenizers import Tokenizer
+
+    rust = Tokenizer.from_str(backend.to_str())
+    rust.no_padding()
+    rust.enable_truncation(
+        max_length, stride=0, strategy="longest_first",
+        direction=getattr(tokenizer, "truncation_side", "right"),
+    )
+    encode = getattr(rust, "encode_batch_fast", None) or rust.encode_batch  # fast: no offsets
+    return rust, encode
+
+
+def _pin(tensor):
+    return tensor.pin_memory()
+
+
+def _new_event():
     import torch
 
-    for start in range(0, len(order), batch_size):
-        arrays = tokens.padded(order[start : start + batch_size], pad_id)
-        tensors = [torch.from_numpy(a) for a in arrays]
-        if pin:
-            tensors = [t.pin_memory() for t in tensors]
-        yield (start, *tensors)
+    return torch.cuda.Event()
+
+
+class _Transfers:
+    """Copies between host and device: plain on a CPU, asynchronous on CUDA.
+
+    Asynchronous copies need page-locked host memory and an event per copy
+    back; ``_pin`` and ``_new_event`` make them, and tests replace both to run
+    this logic on a CPU.
+    """
+
+    def __init__(self, device: str, asynchronous: bool):
+        self.device = device
+        self.asynchronous = asynchronous
+
+    def host(self, array: np.ndarray):
+        """A torch tensor of ``array``, ready to be sent to the device."""
+        import torch
+
+        tensor = torch.from_numpy(array)
+        return _pin(tensor) if self.asynchronous else tensor
+
+    def upload(self, tensor):
+        return tensor.to(self.device, non_blocking=self.asynchronous)
+
+    def download(self, on_device) -> tuple:
+        """Start copying a float tensor to host memory; ``(host tensor, event or None)``."""
+        import torch
+
+        on_device = on_device.float()
+        if not self.asynchronous:
+            return on_device.cpu(), None
+        host = _pin(torch.empty(on_device.shape, dtype=torch.float32))
+        host.copy_(on_device, non_blocking=True)
+        event = _new_event()
+        event.record()
+        return host, event
+
+
+def _prepared_chunks(model, ordered: list, batch_size: int, transfers: _Transfers):
+    """Yield, chunk after chunk of ``ordered``, its padded batches.
+
+    A batch is ``(positions in ordered, input_ids, attention_mask)``, its rows
+    sorted by token length within the chunk so batches carry little padding;
+    the mask is None when no row is padded (the model then needs none).
+    """
+    for start, stop in _chunks(ordered):
+        tokens = model.tokenize(ordered[start:stop])
+        by_length = np.argsort(tokens.lengths, kind="stable")
+        batches = []
+        for first in range(0, len(by_length), batch_size):
+            rows = by_length[first : first + batch_size]
+            input_ids, mask = tokens.padded(rows, model.pad_id)
+            mask = None if mask.all() else transfers.host(mask)
+            batches.append((start + rows, transfers.host(input_ids), mask))
+        yield batches
 
 
 _DONE = object()
@@ -334,8 +421,8 @@ def _chunks(texts: list):
         chars += len(text)
     if start < len(texts):
         yield start, len(texts)
-#: Batches prepared ahead of the model by a background thread (0: no thread).
-PREFETCH_BATCHES = 2
+#: Chunks tokenised and batched ahead of the model by a background thread (0: no thread).
+PREFETCH_CHUNKS = 1
 #: Embeddings kept on the device before one copy back to host memory.
 OUTPUT_CHUNK = 8192
 
@@ -381,9 +468,11 @@ class Encoder:
     ) -> np.ndarray:
         """Embed distinct ``texts`` into a float32 array, row ``i`` for ``texts[i]``.
 
-        Texts are sorted by (token length, text) before batching, so a text's
-        vector does not depend on the order of the others. A background thread
-        pads the next batches while the model runs; on CUDA they are pinned and
+        Texts are sorted by (characters, text) and cut into chunks; a
+        background thread tokenises each chunk and pads it into batches of
+        rows of similar token length while the model runs on the previous
+        one. Chunks, and therefore batches and vectors, depend on the set of
+        texts only, never on their order. On CUDA the batches are pinned and
         copied asynchronously, and the vectors come back ``OUTPUT_CHUNK`` rows
         at a time.
         """
@@ -395,24 +484,18 @@ class Encoder:
         out = np.empty((len(texts), model.dimension), dtype=np.float32)
         if not texts:
             return out
-        tokens = model.tokenize(texts)
-        lengths = tokens.lengths.tolist()
-        order = np.array(sorted(range(len(texts)), key=lambda i: (lengths[i], texts[i])))
+        order = np.array(sorted(range(len(texts)), key=lambda i: (len(texts[i]), texts[i])))
+        ordered = [texts[i] for i in order]
         cuda = torch.device(model.device).type == "cuda"
-        pad_id = model.tokenizer.pad_token_id or 0
-        batches = _prefetch(_batches(tokens, order, batch_size, pad_id, cuda), PREFETCH_BATCHES)
+        transfers = _Transfers(model.device, asynchronous=cuda)
+        chunks = _prefetch(
+            _prepared_chunks(model, ordered, batch_size, transfers), PREFETCH_CHUNKS
+        )
         progress = tqdm(
             total=len(texts), disable=not show_progress_bar, desc="Embedding", unit="text",
             leave=False,
         )
-        copies = []  # (rows of out, host tensor, CUDA event) being copied back
-
-        def copy_back(rows, on_device):
-            host = torch.empty(on_device.shape, dtype=torch.float32, pin_memory=cuda)
-            host.copy_(on_device, non_blocking=cuda)
-            copies.append((rows, host, torch.cuda.Event() if cuda else None))
-            if cuda:
-                copies[-1][2].record()
+        copies = []  # (rows of out, host tensor, event or None) being copied back
 
         def finish_copies(keep: int):
             while len(copies) > keep:
@@ -421,22 +504,27 @@ class Encoder:
                     event.synchronize()
                 out[rows] = host.numpy()
 
-        chunk_start, chunk = 0, []
+        pending_rows, pending = [], []
         with model.no_grad(), progress:
-            for start, input_ids, attention_mask in batches:
-                chunk.append(
-                    model.forward(
-                        input_ids.to(model.device, non_blocking=cuda),
-                        attention_mask.to(model.device, non_blocking=cuda),
+            for batches in chunks:
+                for positions, input_ids, attention_mask in batches:
+                    pending.append(
+                        model.forward(
+                            transfers.upload(input_ids),
+                            None if attention_mask is None else transfers.upload(attention_mask),
+                        )
                     )
-                )
-                progress.update(len(input_ids))
-                end = start + len(input_ids)
-                if end - chunk_start >= OUTPUT_CHUNK or end == len(order):
-                    copy_back(order[chunk_start:end], torch.cat(chunk).float())
-                    chunk_start, chunk = end, []
-                    # On CUDA one copy stays in flight while the next chunk runs.
-                    finish_copies(keep=1 if cuda else 0)
+                    pending_rows.append(order[positions])
+                    progress.update(len(positions))
+                    if sum(map(len, pending_rows)) >= OUTPUT_CHUNK:
+                        copies.append(
+                            (np.concatenate(pending_rows), *transfers.download(torch.cat(pending)))
+                        )
+                        pending_rows, pending = [], []
+                        # One copy stays in flight while the next batches run.
+                        finish_copies(keep=1)
+            if pending:
+                copies.append((np.concatenate(pending_rows), *transfers.download(torch.cat(pending))))
             finish_copies(keep=0)
         if normalize:
             norms = np.linalg.norm(out, axis=1, keepdims=True)

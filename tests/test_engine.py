@@ -55,16 +55,82 @@ def test_tokenizer_chunks_respect_both_limits(monkeypatch):
     assert list(_engine._chunks([])) == []
 
 
-@pytest.mark.parametrize("prefetch, output_chunk", [(0, 10_000), (2, 3), (1, 1)])
-def test_pipelined_path_equals_simple_path(encoder, monkeypatch, prefetch, output_chunk):
-    monkeypatch.setattr(_engine, "PREFETCH_BATCHES", 0)
+@pytest.mark.parametrize("prefetch, output_chunk, chunk", [(0, 10_000, 4096), (2, 3, 4), (1, 1, 3)])
+def test_pipelined_path_equals_simple_path(encoder, monkeypatch, prefetch, output_chunk, chunk):
+    monkeypatch.setattr(_engine, "PREFETCH_CHUNKS", 0)
     monkeypatch.setattr(_engine, "OUTPUT_CHUNK", 10_000)
     simple = encoder.encode(TEXTS, batch_size=4)
-    monkeypatch.setattr(_engine, "PREFETCH_BATCHES", prefetch)
+    monkeypatch.setattr(_engine, "PREFETCH_CHUNKS", prefetch)
     monkeypatch.setattr(_engine, "OUTPUT_CHUNK", output_chunk)
+    monkeypatch.setattr(_engine, "TOKENIZE_CHUNK", chunk)
     pipelined = encoder.encode(TEXTS, batch_size=4)
-    np.testing.assert_array_equal(pipelined, simple)
+    np.testing.assert_allclose(pipelined, simple, rtol=0, atol=1e-6)
     assert np.abs(simple).sum(axis=1).min() > 0  # every row was written
+
+
+class _RecordingEvent:
+    """Stands in for torch.cuda.Event on a CPU, and remembers what was asked of it."""
+
+    log = []
+
+    def record(self):
+        self.log.append("record")
+
+    def synchronize(self):
+        self.log.append("synchronize")
+
+
+def test_cuda_transfer_logic_on_cpu(encoder, monkeypatch):
+    """The asynchronous path (pinned batches, events, copies in flight) gives the same vectors."""
+    plain = encoder.encode(TEXTS, batch_size=4)
+    pinned = []
+
+    def pin(tensor):
+        pinned.append(tensor.shape)
+        return tensor.clone()
+
+    _RecordingEvent.log = []
+    monkeypatch.setattr(_engine, "_pin", pin)
+    monkeypatch.setattr(_engine, "_new_event", _RecordingEvent)
+    monkeypatch.setattr(_engine, "OUTPUT_CHUNK", 4)
+    real_transfers = _engine._Transfers
+    monkeypatch.setattr(
+        _engine, "_Transfers", lambda device, asynchronous: real_transfers(device, True)
+    )
+    asynchronous = encoder.encode(TEXTS, batch_size=4)
+    np.testing.assert_array_equal(asynchronous, plain)
+    # 11 texts in batches of 4 -> 3 output copies, each recorded then waited for.
+    assert _RecordingEvent.log.count("record") == _RecordingEvent.log.count("synchronize") == 3
+    assert len(pinned) >= 3 + 3  # input ids of each batch and each copy back
+
+
+def test_tokens_match_the_transformers_tokenizer_call(encoder):
+    model = encoder.loaded
+    assert model._rust is not None  # the fast path is the one under test
+    texts = TEXTS + [" ".join(["palabra"] * 400), "ÁÉÍÓÚ ñ ü ¿? ¡!", "x" * 300]
+    expected = model.tokenizer(
+        [t.strip() for t in texts], truncation=True, max_length=model.max_length
+    )["input_ids"]
+    assert model._token_ids([t.strip() for t in texts]) == expected
+
+
+@pytest.mark.parametrize("backend", ["sentence-transformers", "transformers"])
+def test_unpadded_batches_run_without_a_mask(tiny_model, backend):
+    import torch
+
+    model = Encoder(EncoderConfig(model=tiny_model, device="cpu", backend=backend)).loaded
+    transfers = _engine._Transfers("cpu", asynchronous=False)
+    same_length = ["uno dos", "tres cuatro", "cinco seis"]
+    assert len(set(model.tokenize(same_length).lengths.tolist())) == 1
+    ((batch,),) = _engine._prepared_chunks(model, same_length, 8, transfers)
+    assert batch[2] is None
+    ((batch,),) = _engine._prepared_chunks(model, same_length + ["siete"], 8, transfers)
+    assert batch[2] is not None
+    input_ids = torch.from_numpy(model.tokenize(same_length).padded(np.arange(3), 0)[0])
+    with torch.inference_mode():
+        without = model.forward(input_ids, None)
+        with_ones = model.forward(input_ids, torch.ones_like(input_ids))
+    torch.testing.assert_close(without, with_ones, rtol=0, atol=1e-6)
 
 
 def test_matches_unbatched_sentence_transformers(encoder, tiny_model):
@@ -159,3 +225,14 @@ def test_prefetch_stops_its_thread_when_the_consumer_leaves_early():
     items.close()
     assert threading.active_count() == before
     assert list(_engine._prefetch(iter(range(5)), depth=0)) == list(range(5))
+
+
+@pytest.mark.parametrize("backend", ["sentence-transformers", "transformers"])
+def test_half_precision_checkpoint_runs_in_the_precision_asked_for(tiny_model, tmp_path, backend):
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    SentenceTransformer(tiny_model, device="cpu").half().save(str(tmp_path / "half"))
+    config = EncoderConfig(model=str(tmp_path / "half"), device="cpu", backend=backend)
+    model = Encoder(config).loaded
+    assert {p.dtype for p in model.network.parameters()} == {torch.float32}

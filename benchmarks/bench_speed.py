@@ -353,7 +353,7 @@ def plot(rows: list, path: str, title: str) -> None:
     import matplotlib.pyplot as plt
 
     datasets = list(dict.fromkeys(r["data"] for r in rows))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.4))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.6 * len(datasets), 3.6))
     axes = [axes] if len(datasets) == 1 else axes
     for ax, data in zip(axes, datasets):
         sub = [r for r in rows if r["data"] == data]
@@ -368,7 +368,7 @@ def plot(rows: list, path: str, title: str) -> None:
         ax.set_title(f"{data} texts", fontsize=9)
         ax.set_xlabel("sentences per second", fontsize=8)
         ax.tick_params(labelsize=7)
-        ax.set_xlim(0, max(values) * 1.6)
+        ax.set_xlim(0, max(values) * 1.9)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)

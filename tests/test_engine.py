@@ -236,3 +236,18 @@ def test_half_precision_checkpoint_runs_in_the_precision_asked_for(tiny_model, t
     config = EncoderConfig(model=str(tmp_path / "half"), device="cpu", backend=backend)
     model = Encoder(config).loaded
     assert {p.dtype for p in model.network.parameters()} == {torch.float32}
+
+
+def test_tokenising_leaves_the_callers_strings_as_they_were(encoder):
+    """The Rust tokenizer would attach a UTF-8 copy to each non-ASCII str it reads."""
+    import sys
+
+    model = encoder.loaded
+    texts = [f"{i} ¿Dónde está el niño? " * 50 for i in range(20)]
+    sizes = [sys.getsizeof(t) for t in texts]
+    tokens = model.tokenize(texts)
+    assert [sys.getsizeof(t) for t in texts] == sizes
+    assert tokens.lengths.tolist() == [len(model._token_ids([t.strip()])[0]) for t in texts]
+    # What the guard prevents: reading the strings directly grows them.
+    model._rust_encode(texts)
+    assert sum(sys.getsizeof(t) for t in texts) > sum(sizes) + 20 * 1000

@@ -40,7 +40,7 @@ from ._fingerprint import model_identity
 SCHEMA_NAME = "skembed-embedding-cache"
 SCHEMA_VERSION = 1
 #: Bump when the engine's computation changes in a way that changes vectors.
-KEY_VERSION = 1
+KEY_VERSION = 2  # 2: chunked batching (2026-11-28)
 #: Texts per ``IN (...)`` query.
 _CHUNK = 900
 #: Bytes of vectors a process keeps in memory in front of a cache file.

@@ -35,12 +35,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._engine import EncoderConfig, get_encoder
-from ._fingerprint import model_identity
+from ._fingerprint import file_digests, learn_file_digests, model_identity
 
 SCHEMA_NAME = "skembed-embedding-cache"
 SCHEMA_VERSION = 1
 #: Bump when the engine's computation changes in a way that changes vectors.
 KEY_VERSION = 2  # 2: chunked batching (2026-11-28)
+#: SQLite page size of new cache files (bytes). With 4 KB pages, vectors of
+#: 256 dimensions or more spill into overflow pages: 3x the file, slower reads.
+PAGE_SIZE = 32768
+#: Bytes of a cache file SQLite reads through a memory map.
+MMAP_BYTES = 2**30
+#: Name prefix of the model-file digests kept in ``skembed_meta``.
+_DIGEST_PREFIX = "file-digest "
 #: Texts per ``IN (...)`` query.
 _CHUNK = 900
 #: Bytes of vectors a process keeps in memory in front of a cache file.
@@ -129,6 +136,12 @@ class _Store:
             self.hits += hits
             self.misses += misses
 
+    def load_file_digests(self) -> None:
+        """Learn the model-file digests kept by the store (none in memory)."""
+
+    def save_file_digests(self) -> None:
+        """Keep this process's model-file digests in the store (not in memory)."""
+
 
 class _MemoryStore(_Store):
     """Vectors in one growing array per model key, for the life of the process.
@@ -173,20 +186,20 @@ class _MemoryStore(_Store):
             for i, text in enumerate(texts):
                 if text not in index:
                     first.setdefault(text, i)
-            new = list(first.values())
-            if not new:
+            if not first:
                 return
+            # All new and distinct (a first read): no fancy-indexing copy.
+            new = slice(None) if len(first) == len(texts) else list(first.values())
             pool = self.pools.get(key.digest, np.empty((0, dim), dtype=np.float32))
-            size = len(index)
-            if size + len(new) > len(pool):
-                grown = np.empty((max(2 * len(pool), size + len(new), 1024), dim), np.float32)
+            size, n_new = len(index), len(first)
+            if size + n_new > len(pool):
+                grown = np.empty((max(2 * len(pool), size + n_new, 1024), dim), np.float32)
                 grown[:size] = pool[:size]
                 pool = grown
-            pool[size : size + len(new)] = vectors[new]
+            pool[size : size + n_new] = vectors[new]
             self.pools[key.digest] = pool
-            for row, i in enumerate(new, start=size):
-                index[texts[i]] = row
-            self.nbytes += len(new) * 4 * dim
+            index.update(zip(first, range(size, size + n_new)))
+            self.nbytes += n_new * 4 * dim
 
     def info(self) -> dict:
         with self.lock:
@@ -238,6 +251,8 @@ class _SQLiteStore(_Store):
         # Vectors read or written by this process, served without a query.
         # They are never stale: a model key's vectors never change.
         self.front = _MemoryStore(max_bytes=FRONT_MAX_BYTES)
+        self._digests_pid = None
+        self._saved_digests: set = set()
 
     # -- connection and schema ------------------------------------------------
     def _error(self, problem: str) -> CacheError:
@@ -257,8 +272,12 @@ class _SQLiteStore(_Store):
             self.path, timeout=120, isolation_level=None, check_same_thread=False
         )
         try:
+            # Only takes effect on a new file: a vector then fits in its leaf
+            # page instead of spilling into an overflow page of its own.
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")  # reads without a copy per page
             self._check_schema(conn, create=True)
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -304,6 +323,46 @@ class _SQLiteStore(_Store):
                     raise
                 raise self._error(str(exc)) from None
 
+    # -- model-file digests -------------------------------------------------------
+    # A new process would hash a 540 MB weight file before its first cached
+    # read; the file keeps the digests, valid while path, size, mtime and inode match.
+    def load_file_digests(self) -> None:
+        if self._digests_pid == os.getpid():
+            return
+        rows = self._run(
+            lambda c: c.execute(
+                "SELECT name, value FROM skembed_meta WHERE name >= ? AND name < ?",
+                (_DIGEST_PREFIX, _DIGEST_PREFIX + "\uffff"),
+            ).fetchall()
+        )
+        known = {}
+        for name, digest in rows:
+            try:
+                known[tuple(json.loads(name[len(_DIGEST_PREFIX) :]))] = digest
+            except ValueError:
+                continue
+        learn_file_digests(known)
+        self._saved_digests = set(known)
+        self._digests_pid = os.getpid()
+
+    def save_file_digests(self) -> None:
+        new = {k: v for k, v in file_digests().items() if k not in self._saved_digests}
+        if not new:
+            return
+
+        def insert(conn):
+            with _transaction(conn):
+                conn.executemany(
+                    "INSERT OR IGNORE INTO skembed_meta VALUES (?, ?)",
+                    [(_DIGEST_PREFIX + json.dumps(list(k)), v) for k, v in new.items()],
+                )
+
+        try:
+            self._run(insert)
+        except sqlite3.OperationalError:  # read-only or busy: next time
+            return
+        self._saved_digests |= set(new)
+
     # -- vectors ----------------------------------------------------------------
     def dimension(self, key: ModelKey) -> int | None:
         row = self._run(
@@ -317,29 +376,32 @@ class _SQLiteStore(_Store):
         out, missing = self.front.fetch(key, texts, dim)
         if not missing:
             return out, missing
-        todo = [texts[i] for i in missing]
-        read, unread = self._fetch_file(key, todo, dim)
-        found = np.ones(len(todo), dtype=bool)
-        found[unread] = False
-        out[np.asarray(missing)[found]] = read[found]
-        self.front.put(key, [t for t, f in zip(todo, found) if f], read[found])
-        return out, np.asarray(missing)[~found].tolist()
+        everything = len(missing) == len(texts)
+        todo = texts if everything else [texts[i] for i in missing]
+        rows = np.arange(len(texts)) if everything else np.asarray(missing)
+        found = self._fetch_file(key, todo, dim, out, rows)
+        if found.all():
+            self.front.put(key, todo, out if everything else out[rows])
+        elif found.any():
+            self.front.put(key, [t for t, f in zip(todo, found) if f], out[rows[found]])
+        return out, rows[~found].tolist()
 
-    def _fetch_file(self, key: ModelKey, texts: list, dim: int):
+    def _fetch_file(self, key: ModelKey, texts: list, dim: int, out: np.ndarray,
+                    rows: np.ndarray) -> np.ndarray:
+        """Write the file's vectors of ``texts`` into ``out[rows]``; which were found."""
         keys = text_keys(texts)
-        position = dict(zip(keys, range(len(keys))))
-        rows = self._run(self._select, key.digest, keys)
+        position = dict(zip(keys, rows.tolist()))
+        found_at = dict(zip(keys, range(len(keys))))
+        found = np.zeros(len(texts), dtype=bool)
         nbytes = 4 * dim
-        good_rows, good_blobs, bad = [], [], []
-        for text, blob, crc in rows:
-            if len(blob) == nbytes and zlib.crc32(blob) == crc:
-                good_rows.append(position[text])
-                good_blobs.append(blob)
+        bad = []
+        crc32, frombuffer = zlib.crc32, np.frombuffer
+        for text, blob, crc in self._run(self._select, key.digest, keys):
+            if len(blob) == nbytes and crc32(blob) == crc:
+                out[position[text]] = frombuffer(blob, dtype="<f4")
+                found[found_at[text]] = True
             else:
                 bad.append(text)
-        out = np.empty((len(texts), dim), dtype=np.float32)
-        if good_rows:
-            out[good_rows] = np.frombuffer(b"".join(good_blobs), dtype="<f4").reshape(-1, dim)
         if bad:
             warnings.warn(
                 f"{len(bad)} vector(s) in the embedding cache {self.path!r} failed their "
@@ -348,9 +410,7 @@ class _SQLiteStore(_Store):
                 stacklevel=4,
             )
             self._run(self._delete, key.digest, bad)
-        found = np.zeros(len(texts), dtype=bool)
-        found[good_rows] = True
-        return out, np.flatnonzero(~found).tolist()
+        return found
 
     @staticmethod
     def _select(conn, model: bytes, keys: list) -> list:
@@ -568,9 +628,16 @@ class EmbeddingCache:
             return store
 
     # -- used by the estimators ---------------------------------------------------
+    def _model_key(self, config: EncoderConfig, normalize: bool) -> ModelKey | None:
+        store = self._store()
+        store.load_file_digests()
+        key = model_key(config, normalize=normalize)
+        store.save_file_digests()
+        return key
+
     def dimension(self, config: EncoderConfig, *, normalize: bool) -> int:
         """Dimension of the model's vectors: from the cache if it knows it, else loading it."""
-        key = model_key(config, normalize=normalize)
+        key = self._model_key(config, normalize)
         dim = None if key is None else self._store().dimension(key)
         if dim is None:
             if key is not None:
@@ -584,10 +651,10 @@ class EmbeddingCache:
         ``encode(texts)`` computes the vectors of the texts the cache lacks;
         it is not called (and the model is not loaded) when all are cached.
         """
-        key = model_key(config, normalize=normalize)
+        key = self._model_key(config, normalize)
         if key is None:
             get_encoder(config).loaded  # noqa: B018 - download the model, then read its commit
-            key = model_key(config, normalize=normalize)
+            key = self._model_key(config, normalize)
         if key is None:
             if config.model not in _UNRESOLVED_WARNED:
                 _UNRESOLVED_WARNED.add(config.model)

@@ -51,14 +51,35 @@ def file_digest(path: str | os.PathLike) -> str:
     with _LOCK:
         digest = _FILE_DIGESTS.get(memo_key)
     if digest is None:
-        h = hashlib.blake2b(digest_size=20)
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
-        digest = h.hexdigest()
+        digest = _hash_file(path)
         with _LOCK:
             _FILE_DIGESTS[memo_key] = digest
     return digest
+
+
+def _hash_file(path: str) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_digests() -> dict:
+    """The file digests this process knows: ``{(path, size, mtime_ns, inode): digest}``."""
+    with _LOCK:
+        return dict(_FILE_DIGESTS)
+
+
+def learn_file_digests(digests: dict) -> None:
+    """Take digests computed by another process (e.g. kept in a cache file).
+
+    They are used only for a file whose path, size, modification time (ns)
+    and inode all still match.
+    """
+    with _LOCK:
+        for memo_key, digest in digests.items():
+            _FILE_DIGESTS.setdefault(tuple(memo_key), digest)
 
 
 def _model_files(folder: str) -> list:

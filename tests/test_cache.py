@@ -198,6 +198,58 @@ def test_anything_that_changes_a_vector_changes_the_key(
     assert len(cache.info()["models"]) == 2
 
 
+def test_a_new_process_reuses_the_model_file_digests_kept_in_the_file(
+    tiny_model_copy, texts, db
+):
+    EmbeddingVectorizer(tiny_model_copy, device="cpu", cache=db).fit_transform(texts[:5])
+    code = textwrap.dedent(
+        f"""
+        from skembed import EmbeddingVectorizer, _engine, _fingerprint
+        hashed = []
+        real = _fingerprint._hash_file
+        _fingerprint._hash_file = lambda path: hashed.append(path) or real(path)
+        EmbeddingVectorizer({str(tiny_model_copy)!r}, device="cpu", cache={db!r}).fit_transform(
+            {texts[:5]!r})
+        assert _engine.MODEL_LOADS == 0
+        print(len(hashed))
+        """
+    )
+
+    def files_hashed_by_a_new_process() -> int:
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        return int(run.stdout.split()[-1])
+
+    assert files_hashed_by_a_new_process() == 0
+    # A file touched since is hashed again (and found unchanged: still no model load).
+    weights = Path(tiny_model_copy) / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert files_hashed_by_a_new_process() == 1
+    assert files_hashed_by_a_new_process() == 0
+
+
+def test_new_files_have_pages_that_hold_a_vector(tiny_model, texts, db):
+    EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(texts[:3])
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == _cache.PAGE_SIZE >= 16384
+
+
+def test_first_read_of_the_file_fills_the_process_store(tiny_model, texts, db):
+    expected = EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(texts[:20])
+    store = _cache._SQLiteStore(db)  # as a new process would open it
+    key = next(iter(_cache._STORES[db].front.index))
+    model_key = _cache.ModelKey(key, {"model": tiny_model})
+    dim = expected.shape[1]
+    # Part in front already, part from the file, one unknown text.
+    store.front.put(model_key, texts[:5], expected[:5])
+    wanted = texts[:20] + ["never embedded"]
+    out, missing = store.fetch(model_key, wanted, dim)
+    assert missing == [20]
+    assert out[:20].tobytes() == expected.tobytes()
+    again, missing = store.front.fetch(model_key, wanted[:20], dim)
+    assert missing == [] and again.tobytes() == expected.tobytes()
+
+
 def test_a_copied_model_folder_shares_its_vectors(tiny_model_copy, tiny_model, texts, db):
     EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(texts[:10])
     EmbeddingVectorizer(tiny_model_copy, device="cpu", cache=db).fit_transform(texts[:10])

@@ -77,7 +77,8 @@ def main(argv=None) -> int:
                     raise RuntimeError(run.stderr[-2000:])
                 seconds.append(json.loads(run.stdout.strip().splitlines()[-1])["seconds"])
             row = {"model": name, "texts": len(texts), "dim": vectors.shape[1],
-                   "file_mb": os.path.getsize(path) / 2**20, "seconds": seconds,
+                   "file_mb": sum(os.path.getsize(path + suffix) for suffix in ("", "-wal")
+                                  if os.path.exists(path + suffix)) / 2**20, "seconds": seconds,
                    "texts_s": len(texts) / statistics.median(seconds)}
             rows.append(row)
             print(f"{name}: {len(texts):,} texts x {row['dim']} dims, file {row['file_mb']:.0f} MB: "

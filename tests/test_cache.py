@@ -172,6 +172,31 @@ def test_grid_search_embeds_each_text_once(tiny_model, stsb_dir, memory):
     )
 
 
+def test_grid_search_with_four_processes_shares_one_file(tiny_model, stsb_dir, db):
+    frame = pd.read_csv(stsb_dir / "dev.csv").drop_duplicates("sentence1").head(90)
+    X, y = frame[["sentence1"]], frame["similarity_score"] >= 2.5
+
+    def search(cache, n_jobs):
+        pipe = make_pipeline(
+            EmbeddingVectorizer(tiny_model, device="cpu", cache=cache),
+            LogisticRegression(max_iter=200),
+        )
+        grid = {"logisticregression__C": [0.1, 1.0, 10.0, 100.0]}
+        return GridSearchCV(pipe, grid, cv=3, n_jobs=n_jobs).fit(X, y)
+
+    parallel = search(db, n_jobs=4)
+    info = EmbeddingCache(db).info()
+    assert info["n_vectors"] == 90  # every text once, whoever computed it first
+    plain = search(None, n_jobs=1)
+    np.testing.assert_allclose(
+        parallel.cv_results_["mean_test_score"], plain.cv_results_["mean_test_score"],
+        atol=1e-12,
+    )
+    _cache._STORES.clear()
+    search(db, n_jobs=1)
+    assert EmbeddingCache(db).stats()["misses"] == 0
+
+
 @pytest.mark.parametrize(
     "change",
     [

@@ -4,8 +4,9 @@ This module knows nothing of scikit-learn. :class:`EncoderConfig` says which
 model and how to run it; :func:`get_encoder` returns the process-wide
 :class:`Encoder` for a config, which loads its weights on first use only.
 
-Encoding sorts the distinct texts by (token length, text) before batching, so
-batches, and therefore vectors, do not depend on the order of the input.
+Encoding sorts the texts by (characters, text), cuts them into chunks and
+each chunk into batches of rows of similar token length, so batches, and
+therefore vectors, do not depend on the order of the input.
 """
 
 from __future__ import annotations
@@ -497,8 +498,9 @@ class Encoder:
         out = np.empty((len(texts), model.dimension), dtype=np.float32)
         if not texts:
             return out
-        order = np.array(sorted(range(len(texts)), key=lambda i: (len(texts[i]), texts[i])))
-        ordered = [texts[i] for i in order]
+        by_characters = sorted(range(len(texts)), key=lambda i: (len(texts[i]), texts[i]))
+        ordered = [texts[i] for i in by_characters]
+        order = np.array(by_characters)
         cuda = torch.device(model.device).type == "cuda"
         transfers = _Transfers(model.device, asynchronous=cuda)
         chunks = _prefetch(

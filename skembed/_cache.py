@@ -182,12 +182,15 @@ class _MemoryStore(_Store):
             _check_dim(dim, vectors, key)
             self.descriptions[key.digest] = key.description
             index = self.index.setdefault(key.digest, {})
-            first: dict = {}
-            for i, text in enumerate(texts):
-                if text not in index:
-                    first.setdefault(text, i)
-            if not first:
-                return
+            if index:
+                first: dict = {}
+                for i, text in enumerate(texts):
+                    if text not in index:
+                        first.setdefault(text, i)
+                if not first:
+                    return
+            else:  # a first put: every text is new (a repeated one keeps its last row)
+                first = dict(zip(texts, range(len(texts))))
             # All new and distinct (a first read): no fancy-indexing copy.
             new = slice(None) if len(first) == len(texts) else list(first.values())
             pool = self.pools.get(key.digest, np.empty((0, dim), dtype=np.float32))

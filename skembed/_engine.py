@@ -511,6 +511,12 @@ class Encoder:
             leave=False,
         )
         copies = []  # (rows of out, host tensor, event or None) being copied back
+        pending_rows, pending = [], []  # vectors still on the device, and their rows
+
+        def send_back():
+            copies.append((np.concatenate(pending_rows), *transfers.download(torch.cat(pending))))
+            pending_rows.clear()
+            pending.clear()
 
         def finish_copies(keep: int):
             while len(copies) > keep:
@@ -519,7 +525,6 @@ class Encoder:
                     event.synchronize()
                 out[rows] = host.numpy()
 
-        pending_rows, pending = [], []
         with model.no_grad(), progress:
             for batches in chunks:
                 for positions, input_ids, attention_mask in batches:
@@ -532,14 +537,11 @@ class Encoder:
                     pending_rows.append(order[positions])
                     progress.update(len(positions))
                     if sum(map(len, pending_rows)) >= OUTPUT_CHUNK:
-                        copies.append(
-                            (np.concatenate(pending_rows), *transfers.download(torch.cat(pending)))
-                        )
-                        pending_rows, pending = [], []
+                        send_back()
                         # One copy stays in flight while the next batches run.
                         finish_copies(keep=1)
             if pending:
-                copies.append((np.concatenate(pending_rows), *transfers.download(torch.cat(pending))))
+                send_back()
             finish_copies(keep=0)
         if normalize:
             norms = np.linalg.norm(out, axis=1, keepdims=True)

@@ -251,15 +251,11 @@ def _length_grouped_sampler_class():
             columns = [c for c in dataset.column_names if c not in labels]
             self.lengths = np.max([[len(t) for t in dataset[c]] for c in columns], axis=0)
 
-        def _batches(self):
-            rng = np.random.default_rng([self.seed, self.epoch])
-            batches = length_grouped_batches(self.lengths, self.batch_size, rng)
-            if self.drop_last:
-                batches = [b for b in batches if len(b) == self.batch_size]
-            return batches
-
         def __iter__(self):
-            yield from self._batches()
+            rng = np.random.default_rng([self.seed, self.epoch])
+            for batch in length_grouped_batches(self.lengths, self.batch_size, rng):
+                if len(batch) == self.batch_size or not self.drop_last:
+                    yield batch
 
         def __len__(self):
             full, rest = divmod(len(self.lengths), self.batch_size)

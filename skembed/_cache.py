@@ -362,7 +362,7 @@ class _SQLiteStore(_Store):
 
         try:
             self._run(insert)
-        except sqlite3.OperationalError:  # read-only or busy: next time
+        except sqlite3.OperationalError:  # the file is busy: next time
             return
         self._saved_digests |= set(new)
 
@@ -393,16 +393,17 @@ class _SQLiteStore(_Store):
                     rows: np.ndarray) -> np.ndarray:
         """Write the file's vectors of ``texts`` into ``out[rows]``; which were found."""
         keys = text_keys(texts)
-        position = dict(zip(keys, rows.tolist()))
-        found_at = dict(zip(keys, range(len(keys))))
+        index_of = dict(zip(keys, range(len(keys))))
+        out_rows = rows.tolist()
         found = np.zeros(len(texts), dtype=bool)
         nbytes = 4 * dim
         bad = []
         crc32, frombuffer = zlib.crc32, np.frombuffer
         for text, blob, crc in self._run(self._select, key.digest, keys):
             if len(blob) == nbytes and crc32(blob) == crc:
-                out[position[text]] = frombuffer(blob, dtype="<f4")
-                found[found_at[text]] = True
+                i = index_of[text]
+                out[out_rows[i]] = frombuffer(blob, dtype="<f4")
+                found[i] = True
             else:
                 bad.append(text)
         if bad:

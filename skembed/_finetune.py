@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import asdict, dataclass, fields
+from numbers import Real
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +28,15 @@ class FineTuneConfig:
 
     Parameters
     ----------
-    loss : {"mnrl", "cosent", "cosine"}, default="mnrl"
+    loss : {"mnrl", "cosent", "angle", "cosine"}, default="mnrl"
         ``"mnrl"``: MultipleNegativesRankingLoss (cosine similarity, ``scale``)
         on the pairs whose normalised score is at least ``positive_threshold``,
         the other texts of the batch being the negatives; batches hold no
         duplicate text. ``"cosent"``: CoSENTLoss (``scale``), ``"angle"``:
         AnglELoss (``scale``) and ``"cosine"``: CosineSimilarityLoss, all on
         every pair with its score normalised to [0, 1].
-    epochs : int, default=3
+    epochs : float, default=3
+        Passes over the pairs; a fraction stops part-way through the last one.
     batch_size : int, default=16
     learning_rate : float, default=2e-5
         Peak learning rate of AdamW.
@@ -57,6 +59,18 @@ class FineTuneConfig:
         order), as transformers' ``group_by_length`` does: much less padding,
         so an epoch costs about half as much on short, uneven sentences.
         Not with ``"mnrl"``, whose batches must hold no duplicate text.
+    dropout : float or None, default=None
+        Dropout probability of every dropout layer while training; None keeps
+        the model's own (0.1 for BERT-like models). 0 trains without dropout,
+        which also saves the time of drawing the masks.
+    freeze_embeddings : bool, default=False
+        Keep the token embedding matrix as it is: no gradient and no optimiser
+        work for it (half the weights of a small model like all-MiniLM-L6-v2).
+    in_batch_negatives : float, default=0.0
+        Weight of an added MultipleNegativesRankingLoss term for the
+        score-based losses: each pair whose normalised score is at least
+        ``positive_threshold`` must rank its partner above the batch's other
+        texts, in both directions. 0 adds nothing.
     """
 
     loss: str = "mnrl"
@@ -71,14 +85,17 @@ class FineTuneConfig:
     bf16: bool = False
     max_seq_length: int | None = None
     group_by_length: bool = False
+    dropout: float | None = None
+    freeze_embeddings: bool = False
+    in_batch_negatives: float = 0.0
 
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if not isinstance(self.batch_size, int | np.integer) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}.")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, Real) or not self.epochs > 0:
+            raise ValueError(f"epochs must be a number > 0, got {self.epochs!r}.")
         if self.batch_size < 2 and self.loss == "mnrl":
             raise ValueError("loss='mnrl' needs batch_size >= 2: the batch holds the negatives.")
         if not isinstance(self.warmup_steps, int | np.integer) or self.warmup_steps < 0:
@@ -90,6 +107,17 @@ class FineTuneConfig:
             raise ValueError(
                 "group_by_length=True cannot be used with loss='mnrl', whose batches "
                 "must hold no duplicate text."
+            )
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be None or in [0, 1), got {self.dropout!r}.")
+        if not self.in_batch_negatives >= 0:
+            raise ValueError(
+                f"in_batch_negatives must be >= 0, got {self.in_batch_negatives!r}."
+            )
+        if self.in_batch_negatives and self.loss == "mnrl":
+            raise ValueError(
+                "in_batch_negatives adds a MultipleNegativesRankingLoss term to a "
+                "score-based loss; loss='mnrl' is that loss already."
             )
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}.")
@@ -162,10 +190,60 @@ def _make_loss(model, config: FineTuneConfig):
     if config.loss == "mnrl":
         return losses.MultipleNegativesRankingLoss(model, scale=config.scale)
     if config.loss == "cosent":
-        return losses.CoSENTLoss(model, scale=config.scale)
-    if config.loss == "angle":
-        return losses.AnglELoss(model, scale=config.scale)
-    return losses.CosineSimilarityLoss(model)
+        loss = losses.CoSENTLoss(model, scale=config.scale)
+    elif config.loss == "angle":
+        loss = losses.AnglELoss(model, scale=config.scale)
+    else:
+        loss = losses.CosineSimilarityLoss(model)
+    if config.in_batch_negatives:
+        return _with_in_batch_negatives(loss, config)
+    return loss
+
+
+def in_batch_ranking_loss(embeddings1, embeddings2, positive, scale: float):
+    """Cross-entropy of each positive pair ranking its partner first in the batch.
+
+    ``positive`` marks the rows of the positive pairs; every text of the other
+    column is a candidate, in both directions. Zero when no pair is positive.
+
+    >>> import torch
+    >>> e = torch.eye(3)
+    >>> float(in_batch_ranking_loss(e, e, torch.tensor([True, True, False]), 20.0)) < 1e-6
+    True
+    """
+    import torch
+    import torch.nn.functional as F
+
+    rows = torch.nonzero(positive).flatten()
+    if rows.numel() == 0:
+        return embeddings1.sum() * 0.0
+    a = F.normalize(embeddings1, dim=-1)
+    b = F.normalize(embeddings2, dim=-1)
+    forward = F.cross_entropy(scale * a[rows] @ b.T, rows)
+    backward = F.cross_entropy(scale * b[rows] @ a.T, rows)
+    return (forward + backward) / 2
+
+
+def _with_in_batch_negatives(score_loss, config: FineTuneConfig):
+    import torch
+
+    class ScoreLossWithInBatchNegatives(torch.nn.Module):
+        """``score_loss`` plus ``weight`` times :func:`in_batch_ranking_loss`."""
+
+        def __init__(self):
+            super().__init__()
+            self.model = score_loss.model
+            self.score_loss = score_loss
+
+        def forward(self, sentence_features, labels):
+            embeddings = [self.model(f)["sentence_embedding"] for f in sentence_features]
+            loss = self.score_loss.compute_loss_from_embeddings(embeddings, labels)
+            ranking = in_batch_ranking_loss(
+                embeddings[0], embeddings[1], labels >= config.positive_threshold, config.scale
+            )
+            return loss + config.in_batch_negatives * ranking
+
+    return ScoreLossWithInBatchNegatives()
 
 
 def _training_arguments(config: FineTuneConfig, output_dir: str, seed: int, device: str,
@@ -264,6 +342,21 @@ def _length_grouped_sampler_class():
     return LengthGroupedBatchSampler
 
 
+def _prepare_for_training(st_model, config: FineTuneConfig) -> None:
+    """Apply the recipe's dropout and embedding freeze to ``st_model``, in place."""
+    import torch
+
+    if config.dropout is not None:
+        for module in st_model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = config.dropout
+    if config.freeze_embeddings:
+        for module in st_model.modules():
+            get_embeddings = getattr(module, "get_input_embeddings", None)
+            if callable(get_embeddings) and get_embeddings() is not None:
+                get_embeddings().weight.requires_grad_(False)
+
+
 def forget_encoders(model_dir: str) -> None:
     """Drop the engine's cached encoders of ``model_dir``, whose weights just changed."""
     with _engine._ENCODERS_LOCK:
@@ -335,6 +428,7 @@ def fine_tune(
     st_model.float()
     if config.max_seq_length is not None:
         st_model.max_seq_length = config.max_seq_length
+    _prepare_for_training(st_model, config)
     dataset = _training_dataset(sentences1, sentences2, unit_scores, config)
     with tempfile.TemporaryDirectory(prefix="skembed-trainer-") as scratch:
         trainer = SentenceTransformerTrainer(

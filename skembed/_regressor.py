@@ -89,8 +89,9 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         ``loss`` ("mnrl", "cosent", "angle" or "cosine"), ``epochs``,
         ``batch_size``, ``learning_rate``, ``weight_decay``, ``warmup_steps``,
         ``max_grad_norm``, ``scale``, ``positive_threshold``, ``bf16``,
-        ``max_seq_length``, ``group_by_length``. The scores given to the losses are ``y`` scaled
-        from its [min, max] in fit to [0, 1].
+        ``max_seq_length``, ``group_by_length``, ``dropout``,
+        ``freeze_embeddings``, ``in_batch_negatives``. The scores given to the
+        losses are ``y`` scaled from its [min, max] in fit to [0, 1].
     fine_tune_dir : str, path-like or None, default=None
         Folder where :meth:`fit` saves the fine-tuned encoder (replacing what
         is there). None uses a fresh temporary folder deleted when the

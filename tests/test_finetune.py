@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from skembed import EmbeddingVectorizer, FineTuneConfig, SimilarityRegressor, evaluate_sts
-from skembed._finetune import length_grouped_batches, normalise_scores
+from skembed._finetune import in_batch_ranking_loss, length_grouped_batches, normalise_scores
 
 # A random tiny model learns fast with a large step; no warm-up for 16 steps.
 FAST = {"loss": "cosent", "epochs": 4, "learning_rate": 1e-3, "warmup_steps": 0}
@@ -112,7 +112,12 @@ def test_mnrl_needs_positive_pairs(tiny_model):
     "params, match",
     [
         ({"loss": "triplet"}, "loss must be one of"),
-        ({"epochs": 0}, "epochs must be a positive integer"),
+        ({"epochs": 0}, "epochs must be a number > 0"),
+        ({"epochs": True}, "epochs must be a number > 0"),
+        ({"batch_size": 2.5}, "batch_size must be a positive integer"),
+        ({"dropout": 1.0}, r"dropout must be None or in \[0, 1\)"),
+        ({"in_batch_negatives": -1.0}, "in_batch_negatives must be >= 0"),
+        ({"loss": "mnrl", "in_batch_negatives": 1.0}, "is that loss already"),
         ({"learning_rate": -1.0}, "learning_rate must be > 0"),
         ({"loss": "mnrl", "batch_size": 1}, "needs batch_size >= 2"),
         ({"positive_threshold": 2.0}, r"positive_threshold must be in \[0, 1\]"),
@@ -165,3 +170,67 @@ def test_group_by_length_trains_reproducibly(tiny_model, train, tmp_path):
     np.testing.assert_array_equal(first.predict_similarity(X), again.predict_similarity(X))
     plain = _regressor(tiny_model, fine_tune_params={**params, "group_by_length": False}).fit(X, y)
     assert not np.array_equal(plain.predict_similarity(X), first.predict_similarity(X))
+
+
+def test_fractional_epochs_stop_part_way(tiny_model, train):
+    X, y = train  # 64 pairs: 4 steps an epoch at batch 16, one loss logged per step
+    half = _regressor(tiny_model, fine_tune_params={**FAST, "epochs": 0.5}).fit(X, y)
+    whole = _regressor(tiny_model, fine_tune_params={**FAST, "epochs": 1}).fit(X, y)
+    assert (len(half.fine_tune_history_), len(whole.fine_tune_history_)) == (2, 4)
+
+
+def test_freeze_embeddings_keeps_the_token_embeddings(tiny_model, train):
+    from sentence_transformers import SentenceTransformer
+
+    X, y = train
+    reg = _regressor(tiny_model, fine_tune_params={**FAST, "epochs": 1, "freeze_embeddings": True})
+    reg.fit(X, y)
+    before = SentenceTransformer(tiny_model, device="cpu")[0].auto_model
+    after = SentenceTransformer(reg.fine_tuned_model_, device="cpu")[0].auto_model
+    frozen = before.get_input_embeddings().weight
+    assert after.get_input_embeddings().weight.equal(frozen)
+    changed = [name for name, p in after.named_parameters()
+               if not p.equal(dict(before.named_parameters())[name])]
+    assert len(changed) > 10 and not any("word_embeddings" in name for name in changed)
+
+
+def test_dropout_is_set_for_training_only(tiny_model, train):
+    import json
+    from pathlib import Path
+
+    X, y = train
+    params = {**FAST, "epochs": 1}
+    plain = _regressor(tiny_model, fine_tune_params=params).fit(X, y)
+    no_dropout = _regressor(tiny_model, fine_tune_params={**params, "dropout": 0.0}).fit(X, y)
+    again = _regressor(tiny_model, fine_tune_params={**params, "dropout": 0.0}).fit(X, y)
+    np.testing.assert_array_equal(no_dropout.predict_similarity(X), again.predict_similarity(X))
+    assert not np.array_equal(plain.predict_similarity(X), no_dropout.predict_similarity(X))
+    # The saved model keeps its own dropout settings for later training.
+    original = json.loads((Path(tiny_model) / "config.json").read_text())
+    saved = json.loads((Path(no_dropout.fine_tuned_model_) / "config.json").read_text())
+    assert saved["dropout"] == original["dropout"] > 0
+
+
+def test_in_batch_ranking_loss_rewards_partners_ranked_first():
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(8, 16, generator=generator)
+    noisy = a + 0.1 * torch.randn(8, 16, generator=generator)
+    positive = torch.tensor([True] * 6 + [False] * 2)
+    matched = in_batch_ranking_loss(a, noisy, positive, 20.0)
+    shuffled = in_batch_ranking_loss(a, noisy[torch.randperm(8, generator=generator)], positive, 20.0)
+    assert 0 <= matched < 0.1 < shuffled
+    none = in_batch_ranking_loss(a.requires_grad_(), noisy, torch.zeros(8, dtype=torch.bool), 20.0)
+    assert none == 0 and none.requires_grad
+
+
+def test_in_batch_negatives_adds_to_the_score_loss(tiny_model, train):
+    X, y = train
+    params = {**FAST, "epochs": 1}
+    plain = _regressor(tiny_model, fine_tune_params=params).fit(X, y)
+    both = _regressor(tiny_model, fine_tune_params={**params, "in_batch_negatives": 1.0}).fit(X, y)
+    assert np.all(np.isfinite(both.fine_tune_history_))
+    # Same batches, same first weights: the added term only raises the first loss.
+    assert both.fine_tune_history_[0] > plain.fine_tune_history_[0]
+    assert not np.array_equal(plain.predict_similarity(X), both.predict_similarity(X))

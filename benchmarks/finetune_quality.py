@@ -46,6 +46,8 @@ RECIPE = {
     "warmup_steps": 36,
     "max_seq_length": 64,
     "group_by_length": True,
+    "dropout": 0.0,
+    "freeze_embeddings": True,
 }
 
 

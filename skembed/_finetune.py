@@ -228,7 +228,7 @@ def _with_in_batch_negatives(score_loss, config: FineTuneConfig):
     import torch
 
     class ScoreLossWithInBatchNegatives(torch.nn.Module):
-        """``score_loss`` plus ``weight`` times :func:`in_batch_ranking_loss`."""
+        """``score_loss`` plus ``config.in_batch_negatives`` times :func:`in_batch_ranking_loss`."""
 
         def __init__(self):
             super().__init__()
@@ -351,10 +351,16 @@ def _prepare_for_training(st_model, config: FineTuneConfig) -> None:
             if isinstance(module, torch.nn.Dropout):
                 module.p = config.dropout
     if config.freeze_embeddings:
-        for module in st_model.modules():
-            get_embeddings = getattr(module, "get_input_embeddings", None)
-            if callable(get_embeddings) and get_embeddings() is not None:
-                get_embeddings().weight.requires_grad_(False)
+        from transformers import PreTrainedModel
+
+        networks = [m for m in st_model.modules() if isinstance(m, PreTrainedModel)]
+        if not networks:
+            raise ValueError(
+                "freeze_embeddings=True needs a transformers model inside the "
+                "sentence-transformers model; this one has none."
+            )
+        for network in networks:
+            network.get_input_embeddings().weight.requires_grad_(False)
 
 
 def forget_encoders(model_dir: str) -> None:

@@ -194,6 +194,16 @@ def test_freeze_embeddings_keeps_the_token_embeddings(tiny_model, train):
     assert len(changed) > 10 and not any("word_embeddings" in name for name in changed)
 
 
+def test_freeze_embeddings_needs_a_transformers_model():
+    import torch
+
+    from skembed._finetune import _prepare_for_training
+
+    with pytest.raises(ValueError, match="needs a transformers model"):
+        _prepare_for_training(torch.nn.Sequential(torch.nn.Linear(2, 2)),
+                              FineTuneConfig(freeze_embeddings=True))
+
+
 def test_dropout_is_set_for_training_only(tiny_model, train):
     import json
     from pathlib import Path

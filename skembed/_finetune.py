@@ -20,6 +20,9 @@ import numpy as np
 from . import _engine
 
 LOSSES = ("mnrl", "cosent", "angle", "cosine")
+#: Fields of FineTuneConfig that must be numbers (dropout may also be None).
+_NUMBERS = ("epochs", "learning_rate", "weight_decay", "max_grad_norm", "scale",
+            "positive_threshold", "dropout", "in_batch_negatives")
 
 
 @dataclass(frozen=True)
@@ -92,9 +95,15 @@ class FineTuneConfig:
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
+        for name in _NUMBERS:
+            value = getattr(self, name)
+            if value is None and name == "dropout":
+                continue
+            if isinstance(value, bool) or not isinstance(value, Real):
+                raise ValueError(f"{name} must be a number, got {value!r}.")
         if not isinstance(self.batch_size, int | np.integer) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}.")
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, Real) or not self.epochs > 0:
+        if not self.epochs > 0:
             raise ValueError(f"epochs must be a number > 0, got {self.epochs!r}.")
         if self.batch_size < 2 and self.loss == "mnrl":
             raise ValueError("loss='mnrl' needs batch_size >= 2: the batch holds the negatives.")

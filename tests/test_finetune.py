@@ -113,7 +113,9 @@ def test_mnrl_needs_positive_pairs(tiny_model):
     [
         ({"loss": "triplet"}, "loss must be one of"),
         ({"epochs": 0}, "epochs must be a number > 0"),
-        ({"epochs": True}, "epochs must be a number > 0"),
+        ({"epochs": True}, "epochs must be a number, got True"),
+        ({"dropout": "0.1"}, "dropout must be a number, got '0.1'"),
+        ({"learning_rate": None}, "learning_rate must be a number"),
         ({"batch_size": 2.5}, "batch_size must be a positive integer"),
         ({"dropout": 1.0}, r"dropout must be None or in \[0, 1\)"),
         ({"in_batch_negatives": -1.0}, "in_batch_negatives must be >= 0"),

@@ -20,6 +20,7 @@ import numpy as np
 from . import _engine
 
 LOSSES = ("mnrl", "cosent", "angle", "cosine")
+ATTENTION = ("auto", "model", "eager", "sdpa")
 #: Fields of FineTuneConfig that must be numbers (dropout may also be None).
 _NUMBERS = ("epochs", "learning_rate", "weight_decay", "max_grad_norm", "scale",
             "positive_threshold", "dropout", "in_batch_negatives")
@@ -74,6 +75,11 @@ class FineTuneConfig:
         score-based losses: each pair whose normalised score is at least
         ``positive_threshold`` must rank its partner above the batch's other
         texts, in both directions. 0 adds nothing.
+    attn_implementation : {"auto", "model", "eager", "sdpa"}, default="auto"
+        Attention kernel while training. ``"auto"``: ``"eager"`` on a CPU,
+        where PyTorch's fused attention trains slowly (its backward pass took
+        over half of a bfloat16 training step), the model's own elsewhere.
+        ``"model"`` keeps the model's own. The saved model keeps its own.
     """
 
     loss: str = "mnrl"
@@ -91,10 +97,16 @@ class FineTuneConfig:
     dropout: float | None = None
     freeze_embeddings: bool = False
     in_batch_negatives: float = 0.0
+    attn_implementation: str = "auto"
 
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
+        if self.attn_implementation not in ATTENTION:
+            raise ValueError(
+                f"attn_implementation must be one of {ATTENTION}, "
+                f"got {self.attn_implementation!r}."
+            )
         for name in _NUMBERS:
             value = getattr(self, name)
             if value is None and name == "dropout":
@@ -351,8 +363,35 @@ def _length_grouped_sampler_class():
     return LengthGroupedBatchSampler
 
 
-def _prepare_for_training(st_model, config: FineTuneConfig) -> None:
-    """Apply the recipe's dropout and embedding freeze to ``st_model``, in place."""
+def _transformers_networks(st_model, option: str) -> list:
+    """The transformers models inside ``st_model``; an error naming ``option`` if none."""
+    from transformers import PreTrainedModel
+
+    networks = [m for m in st_model.modules() if isinstance(m, PreTrainedModel)]
+    if not networks:
+        raise ValueError(
+            f"{option} needs a transformers model inside the sentence-transformers "
+            "model; this one has none."
+        )
+    return networks
+
+
+def training_attention(config: FineTuneConfig, device: str) -> str | None:
+    """The attention kernel to train with on ``device``; None keeps the model's own.
+
+    >>> training_attention(FineTuneConfig(), "cpu")
+    'eager'
+    >>> training_attention(FineTuneConfig(), "cuda") is None
+    True
+    """
+    choice = config.attn_implementation
+    if choice == "auto":
+        return "eager" if device == "cpu" else None
+    return None if choice == "model" else choice
+
+
+def _prepare_for_training(st_model, config: FineTuneConfig, device: str) -> None:
+    """Apply the recipe's dropout, embedding freeze and attention to ``st_model``, in place."""
     import torch
 
     if config.dropout is not None:
@@ -360,16 +399,22 @@ def _prepare_for_training(st_model, config: FineTuneConfig) -> None:
             if isinstance(module, torch.nn.Dropout):
                 module.p = config.dropout
     if config.freeze_embeddings:
-        from transformers import PreTrainedModel
-
-        networks = [m for m in st_model.modules() if isinstance(m, PreTrainedModel)]
-        if not networks:
-            raise ValueError(
-                "freeze_embeddings=True needs a transformers model inside the "
-                "sentence-transformers model; this one has none."
-            )
-        for network in networks:
+        for network in _transformers_networks(st_model, "freeze_embeddings=True"):
             network.get_input_embeddings().weight.requires_grad_(False)
+    attention = training_attention(config, device)
+    if attention is None:
+        return
+    if config.attn_implementation == "auto":
+        # Best effort: a model that has one attention kernel only keeps it.
+        for network in st_model.modules():
+            if hasattr(network, "set_attn_implementation"):
+                try:
+                    network.set_attn_implementation(attention)
+                except ValueError:
+                    pass
+    else:
+        for network in _transformers_networks(st_model, f"attn_implementation={attention!r}"):
+            network.set_attn_implementation(attention)
 
 
 def forget_encoders(model_dir: str) -> None:
@@ -443,7 +488,7 @@ def fine_tune(
     st_model.float()
     if config.max_seq_length is not None:
         st_model.max_seq_length = config.max_seq_length
-    _prepare_for_training(st_model, config)
+    _prepare_for_training(st_model, config, device)
     dataset = _training_dataset(sentences1, sentences2, unit_scores, config)
     with tempfile.TemporaryDirectory(prefix="skembed-trainer-") as scratch:
         trainer = SentenceTransformerTrainer(

@@ -124,6 +124,7 @@ def test_mnrl_needs_positive_pairs(tiny_model):
         ({"loss": "mnrl", "batch_size": 1}, "needs batch_size >= 2"),
         ({"positive_threshold": 2.0}, r"positive_threshold must be in \[0, 1\]"),
         ({"loss": "mnrl", "group_by_length": True}, "group_by_length=True cannot be used"),
+        ({"attn_implementation": "flash"}, "attn_implementation must be one of"),
     ],
 )
 def test_config_errors(params, match):
@@ -203,7 +204,54 @@ def test_freeze_embeddings_needs_a_transformers_model():
 
     with pytest.raises(ValueError, match="needs a transformers model"):
         _prepare_for_training(torch.nn.Sequential(torch.nn.Linear(2, 2)),
-                              FineTuneConfig(freeze_embeddings=True))
+                              FineTuneConfig(freeze_embeddings=True), "cpu")
+
+
+@pytest.mark.parametrize(
+    "choice, device, expected",
+    [("auto", "cpu", "eager"), ("auto", "cuda", "sdpa"), ("model", "cpu", "sdpa"),
+     ("eager", "cuda", "eager"), ("sdpa", "cpu", "sdpa")],
+)
+def test_training_attention_kernel(tiny_model, choice, device, expected):
+    from sentence_transformers import SentenceTransformer
+
+    from skembed._finetune import _prepare_for_training
+
+    model = SentenceTransformer(tiny_model, device="cpu")
+    network = model[0].auto_model
+    assert network.config._attn_implementation == "sdpa"
+    _prepare_for_training(model, FineTuneConfig(attn_implementation=choice), device)
+    assert network.config._attn_implementation == expected
+
+
+def test_attention_kernel_changes_speed_not_results(tiny_model, train):
+    import json
+    from pathlib import Path
+
+    X, y = train
+    params = {**FAST, "epochs": 1}
+    eager = _regressor(tiny_model, fine_tune_params={**params, "attn_implementation": "auto"})
+    fused = _regressor(tiny_model, fine_tune_params={**params, "attn_implementation": "model"})
+    eager.fit(X, y)
+    fused.fit(X, y)
+    np.testing.assert_allclose(eager.fine_tune_history_, fused.fine_tune_history_, rtol=1e-3)
+    np.testing.assert_allclose(
+        eager.predict_similarity(X), fused.predict_similarity(X), atol=1e-3
+    )
+    # The saved model does not carry the training kernel.
+    saved = json.loads((Path(eager.fine_tuned_model_) / "config.json").read_text())
+    assert "eager" not in json.dumps(saved)
+
+
+def test_explicit_attention_kernel_needs_a_transformers_model():
+    import torch
+
+    from skembed._finetune import _prepare_for_training
+
+    plain = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    _prepare_for_training(plain, FineTuneConfig(), "cpu")  # "auto" leaves it be
+    with pytest.raises(ValueError, match="attn_implementation='eager' needs a transformers"):
+        _prepare_for_training(plain, FineTuneConfig(attn_implementation="eager"), "cpu")
 
 
 def test_dropout_is_set_for_training_only(tiny_model, train):

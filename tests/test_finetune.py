@@ -125,6 +125,9 @@ def test_mnrl_needs_positive_pairs(tiny_model):
         ({"positive_threshold": 2.0}, r"positive_threshold must be in \[0, 1\]"),
         ({"loss": "mnrl", "group_by_length": True}, "group_by_length=True cannot be used"),
         ({"attn_implementation": "flash"}, "attn_implementation must be one of"),
+        ({"soup": 0}, "soup must be a positive integer"),
+        ({"soup": 2.0}, "soup must be a positive integer"),
+        ({"soup": True}, "soup must be a positive integer"),
     ],
 )
 def test_config_errors(params, match):
@@ -294,3 +297,34 @@ def test_in_batch_negatives_adds_to_the_score_loss(tiny_model, train):
     # Same batches, same first weights: the added term only raises the first loss.
     assert both.fine_tune_history_[0] > plain.fine_tune_history_[0]
     assert not np.array_equal(plain.predict_similarity(X), both.predict_similarity(X))
+
+
+def test_soup_keeps_the_mean_of_its_members_weights(tiny_model, train, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from skembed._finetune import fine_tune
+
+    X, y = train
+    config = {**FAST, "epochs": 1}
+
+    def tune(seed, soup):
+        folder = tmp_path / f"seed{seed}-soup{soup}"
+        history = fine_tune(
+            tiny_model, X.sentence1, X.sentence2, y, folder, seed=seed, device="cpu",
+            config=FineTuneConfig.from_params({**config, "soup": soup}),
+            show_progress_bar=False,
+        )
+        weights = SentenceTransformer(str(folder), device="cpu").state_dict()
+        return history, weights
+
+    history3, member3 = tune(3, 1)
+    history4, member4 = tune(4, 1)
+    soup_history, soup = tune(3, 2)
+    changed = 0
+    for name, weight in soup.items():
+        if weight.is_floating_point():
+            expected = (member3[name] + member4[name]) / 2
+            np.testing.assert_allclose(weight.numpy(), expected.numpy(), atol=1e-6)
+            changed += not member3[name].equal(member4[name])
+    assert changed > 10  # the members differ, so the mean is a new model
+    np.testing.assert_allclose(soup_history, (np.array(history3) + history4) / 2)

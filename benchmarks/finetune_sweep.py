@@ -11,6 +11,7 @@ Run::
 
     python benchmarks/finetune_sweep.py --round gpu --device cuda --out sweep.json
     python benchmarks/finetune_sweep.py --round cpu --out sweep.json
+    python benchmarks/finetune_sweep.py --round amx --budget 4000 --out sweep.json
 """
 
 from __future__ import annotations
@@ -63,6 +64,34 @@ ROUNDS = {
             {"dropout": 0.0, "freeze_embeddings": True, "epochs": 2.5, "warmup_steps": 45},
             {"batch_size": 64, "warmup_steps": 18},
             {"batch_size": 128, "warmup_steps": 9},
+        ],
+    ),
+    # On a CPU with AMX (bfloat16 matrix units): bf16 and eager attention
+    # first, then the levers the time they save pays for.
+    "amx": (
+        {"loss": "cosent", "epochs": 2, "batch_size": 32, "learning_rate": 1e-4,
+         "warmup_steps": 36, "max_seq_length": 64, "group_by_length": True,
+         "dropout": 0.0, "freeze_embeddings": True, "bf16": True},
+        [
+            {},
+            {"attn_implementation": "model"},
+            {"bf16": False},
+            {"epochs": 3, "warmup_steps": 54},
+            {"epochs": 4, "warmup_steps": 72, "learning_rate": 5e-5},
+            {"scale": 40.0},
+            {"scale": 10.0},
+            {"scale": 7.0},
+            {"scale": 5.0},
+            {"scale": 3.0},
+            {"seed": 1},
+            {"seed": 2},
+            {"soup": 3},
+            {"scale": 10.0, "seed": 1},
+            {"scale": 10.0, "seed": 2},
+            {"scale": 10.0, "soup": 3},
+            {"scale": 5.0, "seed": 1},
+            {"scale": 5.0, "seed": 2},
+            {"scale": 5.0, "soup": 3},
         ],
     ),
 }

@@ -162,17 +162,8 @@ class _LoadedModel:
         self.pad_id = self.tokenizer.pad_token_id or 0
         self._rust, self._rust_encode = _own_rust_tokenizer(self.tokenizer, self.max_length)
         self.no_grad = torch.inference_mode
-        if (
-            config.precision == "bfloat16"
-            and torch.device(device).type == "cpu"
-            and not _cpu_has_fast_bfloat16()
-        ):
-            warnings.warn(
-                "precision='bfloat16' on a CPU without AVX512-BF16 or AMX instructions "
-                "is emulated and much slower than precision='float32'.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+        if config.precision == "bfloat16":
+            warn_if_bfloat16_is_slow("precision='bfloat16'", "precision='float32'", device)
 
     def _forward_sentence_transformers(self, input_ids, attention_mask):
         features = {"input_ids": input_ids}
@@ -409,6 +400,19 @@ def _prefetch(iterable, depth: int):
     finally:
         stop.set()
         thread.join()
+
+
+def warn_if_bfloat16_is_slow(setting: str, instead: str, device: str) -> None:
+    """Warn that ``setting`` is emulated, slower than ``instead``, on this CPU ``device``."""
+    import torch
+
+    if torch.device(device).type == "cpu" and not _cpu_has_fast_bfloat16():
+        warnings.warn(
+            f"{setting} on a CPU without AVX512-BF16 or AMX instructions "
+            f"is emulated and much slower than {instead}.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _cpu_has_fast_bfloat16() -> bool:

@@ -526,6 +526,8 @@ def fine_tune(
     low, high = score_range if score_range is not None else (scores.min(), scores.max())
     unit_scores = normalise_scores(scores, low, high)
     device = _engine.resolve_device(device)
+    if config.bf16:
+        _engine.warn_if_bfloat16_is_slow("bf16=True", "bf16=False", device)
     dataset = _training_dataset(sentences1, sentences2, unit_scores, config)
     loaded = {"revision": revision, "trust_remote_code": trust_remote_code}
     histories, weight_sum = [], None

@@ -328,3 +328,28 @@ def test_soup_keeps_the_mean_of_its_members_weights(tiny_model, train, tmp_path)
             changed += not member3[name].equal(member4[name])
     assert changed > 10  # the members differ, so the mean is a new model
     np.testing.assert_allclose(soup_history, (np.array(history3) + history4) / 2)
+
+
+def test_bf16_trains_float32_weights_close_to_float32_training(tiny_model, train, monkeypatch):
+    import warnings
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from skembed import _engine
+
+    X, y = train
+    params = {**FAST, "epochs": 1}
+    monkeypatch.setattr(_engine, "_cpu_has_fast_bfloat16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        bf16 = _regressor(tiny_model, fine_tune_params={**params, "bf16": True}).fit(X, y)
+    fp32 = _regressor(tiny_model, fine_tune_params=params).fit(X, y)
+    np.testing.assert_allclose(bf16.fine_tune_history_, fp32.fine_tune_history_, rtol=0.05)
+    assert bf16.fine_tune_history_ != fp32.fine_tune_history_  # autocast did run
+    weights = load_file(next(Path(bf16.fine_tuned_model_).rglob("model.safetensors")))
+    assert {str(t.dtype) for t in weights.values() if t.is_floating_point()} == {"torch.float32"}
+
+    monkeypatch.setattr(_engine, "_cpu_has_fast_bfloat16", lambda: False)
+    with pytest.warns(RuntimeWarning, match="bf16=True on a CPU without AVX512-BF16 or AMX"):
+        _regressor(tiny_model, fine_tune_params={**params, "epochs": 0.25, "bf16": True}).fit(X, y)

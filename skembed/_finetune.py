@@ -53,7 +53,8 @@ class FineTuneConfig:
     positive_threshold : float, default=0.5
         Smallest normalised score of a pair used as a positive by ``"mnrl"``.
     bf16 : bool, default=False
-        Train under bfloat16 autocast (fast on CPUs with AMX and recent GPUs);
+        Train under bfloat16 autocast (fast on CPUs with AMX or AVX512-BF16
+        and on recent GPUs; emulated and slow on other CPUs, with a warning);
         the saved weights stay float32.
     max_seq_length : int or None, default=None
         Truncate texts to this many tokens while training; the saved model

@@ -414,17 +414,22 @@ def _prepare_for_training(st_model, config: FineTuneConfig, device: str) -> None
     attention = training_attention(config, device)
     if attention is None:
         return
-    if config.attn_implementation == "auto":
-        # Best effort: a model that has one attention kernel only keeps it.
-        for network in st_model.modules():
-            if hasattr(network, "set_attn_implementation"):
-                try:
-                    network.set_attn_implementation(attention)
-                except ValueError:
-                    pass
-    else:
-        for network in _transformers_networks(st_model, f"attn_implementation={attention!r}"):
+    explicit = config.attn_implementation != "auto"
+    option = f"attn_implementation={attention!r}"
+    if explicit:
+        networks = _transformers_networks(st_model, option)
+    else:  # "auto" is best effort: it leaves other models as they are
+        from transformers import PreTrainedModel
+
+        networks = [m for m in st_model.modules() if isinstance(m, PreTrainedModel)]
+    for network in networks:
+        if hasattr(network, "set_attn_implementation"):
             network.set_attn_implementation(attention)
+        elif explicit:
+            raise ValueError(
+                f"{option} needs a transformers version whose models have "
+                "set_attn_implementation; upgrade transformers or use 'model'."
+            )
 
 
 def forget_encoders(model_dir: str) -> None:

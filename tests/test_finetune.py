@@ -257,6 +257,20 @@ def test_explicit_attention_kernel_needs_a_transformers_model():
         _prepare_for_training(plain, FineTuneConfig(attn_implementation="eager"), "cpu")
 
 
+def test_attention_kernel_on_a_transformers_without_the_switch(tiny_model, monkeypatch):
+    from sentence_transformers import SentenceTransformer
+    from transformers import PreTrainedModel
+
+    from skembed._finetune import _prepare_for_training
+
+    model = SentenceTransformer(tiny_model, device="cpu")
+    monkeypatch.delattr(PreTrainedModel, "set_attn_implementation")
+    _prepare_for_training(model, FineTuneConfig(), "cpu")  # "auto" keeps the model's own
+    assert model[0].auto_model.config._attn_implementation == "sdpa"
+    with pytest.raises(ValueError, match="needs a transformers version whose models have"):
+        _prepare_for_training(model, FineTuneConfig(attn_implementation="eager"), "cpu")
+
+
 def test_dropout_is_set_for_training_only(tiny_model, train):
     import json
     from pathlib import Path

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ._engine import BACKENDS, DEFAULT_MODEL, DEVICES, PRECISIONS
+from ._input import MISSING_POLICIES
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,39 +103,61 @@ def _add_cache(subparsers) -> None:
     parser.set_defaults(func=_cache_command)
 
 
+PAIR_COLUMNS = ("sentence1", "sentence2", "similarity_score")
+
+
+def _add_pair_arguments(parser: argparse.ArgumentParser, option: str, what: str) -> None:
+    parser.add_argument(
+        option,
+        required=True,
+        metavar="FILE",
+        help=f"{what}: a CSV, TSV, Parquet or JSON-lines file of scored sentence pairs",
+    )
+    parser.add_argument(
+        "--columns",
+        nargs=3,
+        metavar=("S1", "S2", "SCORE"),
+        default=PAIR_COLUMNS,
+        help="the two text columns and the score column (default: %(default)s)",
+    )
+
+
+def _read_pairs(path, columns):
+    """The two text columns (validated, no missing cell) and the scores of a file."""
+    from ._files import check_columns, numeric_column, read_table
+    from ._input import to_text_columns
+
+    table = read_table(path)
+    check_columns(table, columns, path)
+    texts = to_text_columns(table[list(columns[:2])])
+    return texts.columns[0].tolist(), texts.columns[1].tolist(), numeric_column(
+        table, columns[2], path
+    )
+
+
 def _evaluate(args) -> int:
     import json
 
-    import pandas as pd
-
     from ._evaluation import evaluate_sts
 
-    data = pd.read_csv(args.data)
-    needed = ["sentence1", "sentence2", "similarity_score"]
-    absent = [c for c in needed if c not in data.columns]
-    if absent:
-        raise ValueError(
-            f"{args.data} lacks column(s) {absent}; it needs {needed}, "
-            f"found {list(data.columns)}"
-        )
-    result = evaluate_sts(
-        _vectorizer_from_args(args),
-        data["sentence1"].tolist(),
-        data["sentence2"].tolist(),
-        data["similarity_score"].tolist(),
-    )
+    sentences1, sentences2, scores = _read_pairs(args.data, args.columns)
+    result = evaluate_sts(_vectorizer_from_args(args), sentences1, sentences2, scores)
     if args.json:
         print(json.dumps({"model": args.model, "data": args.data, **result.as_dict()}))
     else:
-        print(f"pairs:    {result.n_pairs}")
-        print(f"pearson:  {result.pearson:.4f}")
-        print(f"spearman: {result.spearman:.4f}")
+        _print_sts(result)
     if args.plot:
         from ._plotting import plot_sts
 
         plot_sts(result, args.plot, title=f"{args.model} on {args.data}")
         print(f"plot:     {args.plot}")
     return 0
+
+
+def _print_sts(result) -> None:
+    print(f"pairs:    {result.n_pairs}")
+    print(f"pearson:  {result.pearson:.4f}")
+    print(f"spearman: {result.spearman:.4f}")
 
 
 def _add_evaluate(subparsers) -> None:
@@ -144,15 +168,155 @@ def _add_evaluate(subparsers) -> None:
         "sentence pairs with gold scores, as sentence-transformers' "
         "EmbeddingSimilarityEvaluator reports them.",
     )
-    parser.add_argument(
-        "--data",
-        required=True,
-        help="CSV file with columns sentence1, sentence2, similarity_score",
-    )
+    _add_pair_arguments(parser, "--data", "the pairs to score")
     parser.add_argument("--plot", metavar="FILE", help="also draw a scatter plot to FILE (PNG)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_model_arguments(parser)
     parser.set_defaults(func=_evaluate)
+
+
+def _embed(args) -> int:
+    import time
+
+    import pandas as pd
+
+    from ._files import check_columns, check_output, read_table, write_output
+
+    suffix = check_output(args.out, overwrite=args.overwrite, inputs=[args.input])
+    if suffix == ".npy" and args.keep is not None:
+        raise ValueError("a .npy file holds only the vectors: --keep needs a table output "
+                         "(.parquet, .csv, .tsv or .jsonl)")
+    table = read_table(args.input)
+    columns = args.column or _only_column(table, args.input)
+    check_columns(table, columns, args.input)
+    keep = list(table.columns) if args.keep is None else args.keep
+    check_columns(table, keep, args.input)
+
+    vectorizer = _vectorizer_from_args(
+        args,
+        max_seq_length=args.max_seq_length,
+        normalize=args.normalize,
+        handle_missing=args.handle_missing,
+        cache=args.cache,
+    )
+    start = time.perf_counter()
+    vectors = vectorizer.fit_transform(table[columns])
+    seconds = time.perf_counter() - start
+    if suffix == ".npy":
+        write_output(vectors, args.out)
+    else:
+        names = vectorizer.get_feature_names_out()
+        clash = sorted(set(keep) & set(names))
+        if clash:
+            raise ValueError(f"kept column(s) {clash} would clash with the vector columns; "
+                             "rename them or leave them out of --keep")
+        features = pd.DataFrame(vectors, columns=names, index=table.index)
+        write_output(pd.concat([table[keep], features], axis=1), args.out)
+    print(f"embedded {len(table)} row(s) x {len(columns)} column(s) in {seconds:.1f} s: "
+          f"{vectors.shape[0]} x {vectors.shape[1]} float32 -> {args.out}")
+    return 0
+
+
+def _only_column(table, path) -> list:
+    if table.shape[1] == 1:
+        return [table.columns[0]]
+    raise ValueError(f"{path} has {table.shape[1]} columns {list(table.columns)}: "
+                     "say which to embed with --column")
+
+
+def _add_embed(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "embed",
+        help="embed the text columns of a file",
+        description="Embed one or more text columns of a CSV, TSV, Parquet, JSON-lines or "
+        "text file (one text per line) and write the vectors to a .npy array or, "
+        "next to the table's columns, to a .parquet, .csv, .tsv or .jsonl table "
+        "(vector columns named <column>_<i>).",
+    )
+    parser.add_argument("input", help="the file to read")
+    parser.add_argument("--out", required=True, help="the file to write (.npy or a table)")
+    parser.add_argument("--column", action="append", metavar="NAME",
+                        help="a text column to embed; repeat for several (default: "
+                        "the only column)")
+    parser.add_argument("--keep", nargs="*", metavar="NAME",
+                        help="columns to copy into a table output (default: all; "
+                        "--keep alone: none)")
+    parser.add_argument("--normalize", action="store_true", help="unit-length vectors")
+    parser.add_argument("--max-seq-length", type=int, help="truncate texts to N tokens")
+    parser.add_argument("--handle-missing", choices=MISSING_POLICIES, default="error",
+                        help="an empty cell: an error (default), the empty text, or zeros")
+    parser.add_argument("--cache", metavar="PATH",
+                        help="an embedding cache file: texts met before are not re-embedded")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _add_model_arguments(parser)
+    parser.set_defaults(func=_embed)
+
+
+def _fine_tune(args) -> int:
+    import json
+    import time
+
+    from ._evaluation import evaluate_sts
+    import numpy as np
+
+    from ._finetune import FineTuneConfig, fine_tune, trainer_seed
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{args.out!r} is a file; --out names the folder to save the model to")
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise ValueError(f"{args.out!r} is a folder that is not empty; pass --overwrite "
+                         "to save the model into it anyway")
+    params = args.params
+    if params is not None and Path(params).is_file():
+        params = Path(params).read_text(encoding="utf-8")
+    try:
+        params = json.loads(params) if params is not None else {}
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--params is neither a JSON object nor a JSON file: {exc}") from exc
+    if not isinstance(params, dict):
+        raise ValueError(f"--params must be a JSON object, got {params!r}")
+    config = FineTuneConfig.from_params(params)
+    sentences1, sentences2, scores = _read_pairs(args.train, args.columns)
+    dev = _read_pairs(args.dev, args.columns) if args.dev else None
+    start = time.perf_counter()
+    fine_tune(args.model, sentences1, sentences2, scores, out, config=config,
+              seed=trainer_seed(np.random.RandomState(args.seed)), device=args.device)
+    print(f"fine-tuned on {len(scores)} pairs in {time.perf_counter() - start:.0f} s; "
+          f"saved to {out}")
+    if dev is not None:
+        from ._vectorizer import EmbeddingVectorizer
+
+        print(f"dev ({args.dev}):")
+        _print_sts(evaluate_sts(EmbeddingVectorizer(str(out), device=args.device), *dev))
+    return 0
+
+
+def _add_fine_tune(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "fine-tune",
+        help="fine-tune a model on scored sentence pairs",
+        description="Fine-tune a sentence-transformers model on scored sentence pairs "
+        "and save it to a folder that EmbeddingVectorizer(model=DIR) and "
+        "SentenceTransformer(DIR) load. The recipe is FineTuneConfig's (the default "
+        "model card's by default); --params overrides any of it.",
+    )
+    _add_pair_arguments(parser, "--train", "the training pairs")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder to save the model to")
+    parser.add_argument("--dev", metavar="FILE",
+                        help="pairs to evaluate the fine-tuned model on (same columns)")
+    parser.add_argument("--params", metavar="JSON",
+                        help='FineTuneConfig fields as a JSON object or a JSON file, e.g. '
+                        '\'{"loss": "cosent", "epochs": 2}\'')
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random state: SimilarityRegressor(random_state=SEED, "
+                        "fine_tune=True) trains the same model (default: 0)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="save into --out even if it holds files")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="the model to start from (default: %(default)s)")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.set_defaults(func=_fine_tune)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_similarity(subparsers)
     _add_cache(subparsers)
     _add_evaluate(subparsers)
+    _add_embed(subparsers)
+    _add_fine_tune(subparsers)
     return parser
 
 
@@ -172,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError) as exc:
+    except (ValueError, TypeError, OSError, ImportError) as exc:
         print(f"skembed {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -477,6 +477,21 @@ def _add_weights(total: dict | None, state: dict) -> dict:
     return total
 
 
+def trainer_seed(random_state) -> int:
+    """The training seed drawn from a NumPy ``RandomState``.
+
+    ``SimilarityRegressor(random_state=n)`` and ``skembed fine-tune --seed n``
+    both draw it from ``RandomState(n)``, so they train the same model.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> trainer_seed(np.random.RandomState(0)) == trainer_seed(np.random.RandomState(0))
+    True
+    """
+    return int(random_state.randint(np.iinfo(np.int32).max))
+
+
 def fine_tune(
     model: str,
     sentences1,

@@ -18,7 +18,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_y, check_consistent_length, check_is_fitted
 
-from ._finetune import FineTuneConfig, fine_tune, forget_encoders
+from ._finetune import FineTuneConfig, fine_tune, forget_encoders, trainer_seed
 from ._input import unique_texts
 from ._vectorizer import EmbeddingVectorizer
 
@@ -253,7 +253,7 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
             folder = scratch.name
         else:
             folder = os.fspath(self.fine_tune_dir)
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        seed = trainer_seed(check_random_state(self.random_state))
         vec = self.vectorizer_
         self.fine_tune_history_ = fine_tune(
             vec.model,

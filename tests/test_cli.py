@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from skembed import EmbeddingVectorizer
@@ -43,3 +44,193 @@ def test_the_console_script_runs(tiny_model):
     )
     assert result.returncode == 0, result.stderr
     assert -1.0 <= float(result.stdout) <= 1.0
+
+
+# ``skembed embed``: a file's text columns to vectors.
+
+
+@pytest.fixture
+def table_csv(tmp_path):
+    path = tmp_path / "reviews.csv"
+    path.write_text(
+        "id,title,body\n"
+        "007,NA,Un perro corre por el parque.\n"
+        "008,Hola,\"Dos hombres, un coche.\"\n"
+        "009,null,Una mujer canta.\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _embed(tiny_model, *args):
+    return main(["embed", *map(str, args), "--model", tiny_model, "--device", "cpu"])
+
+
+def test_embed_writes_vectors_next_to_kept_columns(tiny_model, table_csv, tmp_path, capsys):
+    out = tmp_path / "vectors.parquet"
+    assert _embed(tiny_model, table_csv, "--column", "body", "--column", "title",
+                  "--keep", "id", "--out", out) == 0
+    assert "3 row(s) x 2 column(s)" in capsys.readouterr().out
+    written = pd.read_parquet(out)
+    # Ids come back as written ("007", not 7); texts such as "NA" are texts, not missing.
+    assert written["id"].tolist() == ["007", "008", "009"]
+    titles = ["NA", "Hola", "null"]
+    bodies = ["Un perro corre por el parque.", "Dos hombres, un coche.", "Una mujer canta."]
+    expected = EmbeddingVectorizer(tiny_model, device="cpu").fit_transform(
+        pd.DataFrame({"body": bodies, "title": titles})
+    )
+    dim = expected.shape[1] // 2
+    assert list(written.columns) == (
+        ["id"] + [f"body_{i}" for i in range(dim)] + [f"title_{i}" for i in range(dim)]
+    )
+    np.testing.assert_allclose(written.drop(columns="id").to_numpy(), expected, atol=1e-6)
+
+
+def test_embed_text_lines_to_npy_and_a_table_keeps_every_column(tiny_model, tmp_path):
+    lines = tmp_path / "texts.txt"
+    lines.write_text("Un gato duerme.\nDos perros juegan.\n\nEl cielo es azul.\n", encoding="utf-8")
+    npy = tmp_path / "vectors.npy"
+    assert _embed(tiny_model, lines, "--out", npy, "--normalize") == 0
+    vectors = np.load(npy)
+    texts = ["Un gato duerme.", "Dos perros juegan.", "", "El cielo es azul."]
+    expected = EmbeddingVectorizer(tiny_model, device="cpu", normalize=True).fit_transform(texts)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(vectors, expected, atol=1e-6)
+    jsonl = tmp_path / "vectors.jsonl"
+    assert _embed(tiny_model, lines, "--out", jsonl) == 0
+    table = pd.read_json(jsonl, lines=True)
+    assert table["text"].tolist() == texts and table.shape[1] == 1 + vectors.shape[1]
+
+
+def test_embed_missing_cells_follow_handle_missing(tiny_model, table_csv, tmp_path, capsys):
+    table_csv.write_text("id,body\n1,Un perro.\n2,\n", encoding="utf-8")
+    out = tmp_path / "v.npy"
+    assert _embed(tiny_model, table_csv, "--column", "body", "--out", out) == 2
+    assert "body" in capsys.readouterr().err and not out.exists()
+    assert _embed(tiny_model, table_csv, "--column", "body", "--out", out,
+                  "--handle-missing", "zero") == 0
+    vectors = np.load(out)
+    assert vectors[0].any() and not vectors[1].any()
+
+
+def test_embed_fills_the_cache_it_is_given(tiny_model, table_csv, tmp_path):
+    from skembed import EmbeddingCache
+
+    cache = tmp_path / "cache.sqlite"
+    assert _embed(tiny_model, table_csv, "--column", "body", "--out", tmp_path / "v.npy",
+                  "--cache", cache) == 0
+    assert EmbeddingCache(cache).info()["n_vectors"] == 3
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--out", "{tmp}/v.npy"], "has 3 columns ['id', 'title', 'body']: say which"),
+        (["--column", "nope", "--out", "{tmp}/v.npy"], "has no column(s) ['nope']"),
+        (["--column", "body", "--out", "{tmp}/v.xlsx"], "must end in one of"),
+        (["--column", "body", "--out", "{tmp}/v.npy", "--keep", "id"], "--keep needs a table"),
+        (["--column", "body", "--out", "{tmp}/no/v.npy"], "does not exist"),
+        (["--column", "body", "--out", "{input}"], "is also an input"),
+    ],
+)
+def test_embed_refuses_bad_requests_before_any_work(tiny_model, table_csv, tmp_path, capsys,
+                                                     args, message):
+    before = table_csv.read_bytes()
+    args = [a.format(tmp=tmp_path, input=table_csv) for a in args]
+    assert _embed(tiny_model, table_csv, *args) == 2
+    assert message in capsys.readouterr().err
+    assert table_csv.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reviews.csv"]
+
+
+def test_embed_never_replaces_a_file_unless_asked(tiny_model, table_csv, tmp_path, capsys):
+    out = tmp_path / "v.npy"
+    out.write_bytes(b"precious")
+    assert _embed(tiny_model, table_csv, "--column", "body", "--out", out) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == b"precious"
+    assert _embed(tiny_model, table_csv, "--column", "body", "--out", out, "--overwrite") == 0
+    assert np.load(out).shape[0] == 3
+
+
+def test_embed_refuses_a_kept_column_named_like_a_vector_column(tiny_model, tmp_path, capsys):
+    path = tmp_path / "t.csv"
+    path.write_text("body,body_0\nhola,x\n", encoding="utf-8")
+    out = tmp_path / "v.csv"
+    assert _embed(tiny_model, path, "--column", "body", "--out", out) == 2
+    assert "['body_0'] would clash" in capsys.readouterr().err and not out.exists()
+
+
+# ``skembed fine-tune``: a model fine-tuned on a file of scored pairs.
+
+FAST = {"loss": "cosent", "epochs": 2, "learning_rate": 1e-3, "warmup_steps": 0}
+
+
+@pytest.fixture
+def pairs_csv(stsb_dir, tmp_path):
+    path = tmp_path / "train.csv"
+    pd.read_csv(stsb_dir / "train.csv").head(48).to_csv(path, index=False)
+    return path
+
+
+def test_fine_tune_saves_the_model_the_regressor_trains(tiny_model, pairs_csv, tmp_path, capsys):
+    import json
+
+    from skembed import SimilarityRegressor, evaluate_sts
+
+    params = tmp_path / "recipe.json"
+    params.write_text(json.dumps(FAST))
+    out = tmp_path / "tuned"
+    assert main(["fine-tune", "--train", str(pairs_csv), "--dev", str(pairs_csv),
+                 "--out", str(out), "--params", str(params), "--seed", "3",
+                 "--model", tiny_model, "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    data = pd.read_csv(pairs_csv)
+    X, y = data[["sentence1", "sentence2"]], data["similarity_score"]
+    reg = SimilarityRegressor(
+        EmbeddingVectorizer(tiny_model, device="cpu", show_progress_bar=False),
+        fine_tune=True, fine_tune_params=FAST, fine_tune_dir=tmp_path / "ref", random_state=3,
+    ).fit(X, y)
+    texts = data.sentence1.tolist()
+    cli_vectors = EmbeddingVectorizer(str(out), device="cpu").fit_transform(texts)
+    np.testing.assert_array_equal(
+        cli_vectors,
+        EmbeddingVectorizer(reg.fine_tuned_model_, device="cpu").fit_transform(texts),
+    )
+    assert not np.allclose(
+        cli_vectors, EmbeddingVectorizer(tiny_model, device="cpu").fit_transform(texts)
+    )
+    dev = evaluate_sts(str(out), texts, data.sentence2, y)
+    assert f"spearman: {dev.spearman:.4f}" in printed and f"saved to {out}" in printed
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--params", "{'loss': 1}"], "neither a JSON object nor a JSON file"),
+        (["--params", "[1, 2]"], "must be a JSON object"),
+        (["--params", '{"loss": "hinge"}'], "loss"),
+        (["--columns", "s1", "s2", "score"], "has no column(s) ['s1', 's2', 'score']"),
+    ],
+)
+def test_fine_tune_refuses_bad_requests_before_training(tiny_model, pairs_csv, tmp_path, capsys,
+                                                        extra, message):
+    out = tmp_path / "tuned"
+    assert main(["fine-tune", "--train", str(pairs_csv), "--out", str(out),
+                 "--model", tiny_model, *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_fine_tune_names_bad_cells_and_keeps_a_full_folder(tiny_model, tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("sentence1,sentence2,similarity_score\na,b,1\nc,,2\n", encoding="utf-8")
+    out = tmp_path / "tuned"
+    assert main(["fine-tune", "--train", str(bad), "--out", str(out), "--model", tiny_model]) == 2
+    err = capsys.readouterr().err
+    assert "sentence2" in err and "row 1" in err and not out.exists()
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(["fine-tune", "--train", str(bad), "--out", str(out), "--model", tiny_model]) == 2
+    assert "is a folder that is not empty" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine"

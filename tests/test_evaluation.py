@@ -117,7 +117,7 @@ def test_cli_evaluate_names_missing_columns(tiny_model, tmp_path, capsys):
     csv = tmp_path / "bad.csv"
     pd.DataFrame({"sentence1": ["a"], "sentence2": ["b"], "score": [1.0]}).to_csv(csv)
     assert main(["evaluate", "--data", str(csv), "--model", tiny_model]) == 2
-    assert "lacks column(s) ['similarity_score']" in capsys.readouterr().err
+    assert "has no column(s) ['similarity_score']" in capsys.readouterr().err
 
 
 def test_regressor_fitted_on_a_dataframe_evaluates_without_warning(tiny_model, sts_test):
@@ -130,3 +130,25 @@ def test_regressor_fitted_on_a_dataframe_evaluates_without_warning(tiny_model, s
         warnings.simplefilter("error")
         result = evaluate_sts(reg, s1, s2, gold)
     np.testing.assert_allclose(result.similarity, reg.predict_similarity(X))
+
+
+def test_cli_evaluate_reads_other_formats_and_column_names(tiny_model, stsb_dir, tmp_path, capsys):
+    data = pd.read_csv(stsb_dir / "test.csv").head(40)
+    renamed = data.rename(columns={"sentence1": "a", "sentence2": "b", "similarity_score": "gold"})
+    tsv = tmp_path / "pairs.tsv"
+    renamed.to_csv(tsv, sep="\t", index=False)
+    code = main(["evaluate", "--data", str(tsv), "--columns", "a", "b", "gold",
+                 "--model", tiny_model, "--json"])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = evaluate_sts(tiny_model, data.sentence1, data.sentence2, data.similarity_score)
+    assert printed["spearman"] == pytest.approx(expected.spearman)
+
+
+def test_cli_evaluate_names_a_score_that_is_not_a_number(tiny_model, tmp_path, capsys):
+    csv = tmp_path / "bad.csv"
+    csv.write_text("sentence1,sentence2,similarity_score\na,b,1.0\nc,d,high\ne,f,\n")
+    assert main(["evaluate", "--data", str(csv), "--model", tiny_model]) == 2
+    err = capsys.readouterr().err
+    assert "column 'similarity_score' needs a number in every row; row 1 holds 'high'" in err
+    assert "(2 such row(s))" in err

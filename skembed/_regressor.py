@@ -20,7 +20,7 @@ from sklearn.utils.validation import _check_y, check_consistent_length, check_is
 
 from ._finetune import FineTuneConfig, fine_tune, forget_encoders, trainer_seed
 from ._input import unique_texts
-from ._vectorizer import EmbeddingVectorizer
+from ._vectorizer import EmbeddingVectorizer, validate_text_columns
 
 HEADS = ("auto", "isotonic", "ridge")
 
@@ -182,14 +182,10 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         return tags
 
     def _validate_columns(self, X, *, reset: bool):
-        columns = self.vectorizer_._validate_columns(X, reset=reset, min_columns=2 if reset else 1)
-        if reset:
-            self.n_features_in_ = self.vectorizer_.n_features_in_
-            if hasattr(self.vectorizer_, "feature_names_in_"):
-                self.feature_names_in_ = self.vectorizer_.feature_names_in_
-            elif hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_
-        return columns
+        return validate_text_columns(
+            self, X, reset=reset, handle_missing=self.vectorizer_.handle_missing,
+            min_columns=2 if reset else 1,
+        )
 
     def _make_head(self, n_similarities: int):
         head = self.head

@@ -18,6 +18,32 @@ from ._input import MISSING_POLICIES, to_text_columns, unique_texts
 AUTO_PROGRESS_MIN_TEXTS = 2048
 
 
+def validate_text_columns(estimator, X, *, reset: bool, handle_missing: str, min_columns: int = 1):
+    """Check ``X``'s column names and count against ``estimator`` and read its texts.
+
+    With ``reset=True`` the estimator learns them (``n_features_in_``,
+    ``feature_names_in_``); warnings and errors name the estimator the user called.
+    """
+    # Names first, as scikit-learn does: a renamed column is reported as
+    # such, not as the missing values a reindexed dataframe would hold.
+    _check_feature_names(estimator, X, reset=reset)
+    columns = to_text_columns(X, handle_missing=handle_missing, min_columns=min_columns)
+    if reset:
+        estimator.n_features_in_ = columns.n_columns
+    elif columns.n_columns != estimator.n_features_in_:
+        hint = (
+            " A 1-D input is read as one text column: Reshape your data to 2-D "
+            "with one column per text field."
+            if columns.n_columns == 1
+            else ""
+        )
+        raise ValueError(
+            f"X has {columns.n_columns} features, but {type(estimator).__name__} is "
+            f"expecting {estimator.n_features_in_} features as input.{hint}"
+        )
+    return columns
+
+
 class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
     """Embed one or more text columns with a sentence-transformers model.
 
@@ -155,27 +181,8 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
             trust_remote_code=self.trust_remote_code,
         )
 
-    def _validate_columns(self, X, *, reset: bool, min_columns: int = 1):
-        # Names first, as scikit-learn does: a renamed column is reported as
-        # such, not as the missing values a reindexed dataframe would hold.
-        _check_feature_names(self, X, reset=reset)
-        columns = to_text_columns(
-            X, handle_missing=self.handle_missing, min_columns=min_columns
-        )
-        if reset:
-            self.n_features_in_ = columns.n_columns
-        elif columns.n_columns != self.n_features_in_:
-            hint = (
-                " A 1-D input is read as one text column: Reshape your data to 2-D "
-                "with one column per text field."
-                if columns.n_columns == 1
-                else ""
-            )
-            raise ValueError(
-                f"X has {columns.n_columns} features, but {type(self).__name__} is "
-                f"expecting {self.n_features_in_} features as input.{hint}"
-            )
-        return columns
+    def _validate_columns(self, X, *, reset: bool):
+        return validate_text_columns(self, X, reset=reset, handle_missing=self.handle_missing)
 
     def fit(self, X, y=None):
         """Check ``X`` and learn the number and names of its text columns.

@@ -121,6 +121,7 @@ def test_each_distinct_text_is_embedded_once_per_call(tiny_model, monkeypatch):
     assert all(sorted(texts) == ["a", "b", "c"] for texts in calls)
 
 
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
 def test_containers_give_the_same_predictions(tiny_model, pairs):
     X, y = pairs
     reg = SimilarityRegressor(EmbeddingVectorizer(tiny_model, device="cpu")).fit(X, y)
@@ -211,3 +212,16 @@ def test_head_and_fine_tune_need_the_right_number_of_columns(tiny_model):
         SimilarityRegressor(vec, fine_tune=True, fine_tune_params={"lr": 1}).fit(
             [("a", "b"), ("c", "d")], y
         )
+
+
+def test_column_name_warnings_and_errors_name_the_regressor(tiny_model, pairs):
+    X, y = pairs
+    reg = SimilarityRegressor(EmbeddingVectorizer(tiny_model, device="cpu")).fit(X, y)
+    with pytest.warns(UserWarning, match="but SimilarityRegressor was fitted with feature names"):
+        reg.predict(X.to_numpy())
+    renamed = X.set_axis(["q", *X.columns[1:]], axis=1)
+    with pytest.raises(ValueError, match="Feature names unseen at fit time:\n- q"):
+        reg.predict(renamed)
+    three = np.c_[X.to_numpy(), X.to_numpy()[:, :1]]
+    with pytest.raises(ValueError, match="X has 3 features, but SimilarityRegressor is expecting 2"):
+        SimilarityRegressor(reg.vectorizer).fit(X.to_numpy(), y).predict(three)

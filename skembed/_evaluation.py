@@ -72,6 +72,31 @@ class STSResult:
     def n_pairs(self) -> int:
         return len(self.gold)
 
+    def plot(self, ax=None, *, title: str | None = None):
+        """Draw :attr:`similarity` against :attr:`gold`, correlations in the title.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes or None
+            Where to draw; None draws on a new pyplot figure (shown inline in
+            a notebook).
+        title : str or None
+            First line of the title; the correlations make the second.
+
+        Returns
+        -------
+        ax : matplotlib Axes
+
+        Examples
+        --------
+        >>> result = STSResult(0.5, 0.4, np.array([0.1, 0.8, 0.3]), np.array([0.0, 5.0, 4.0]))
+        >>> result.plot(title="my model").get_title()
+        'my model\\nSpearman 0.4000, Pearson 0.5000 (3 pairs)'
+        """
+        from ._plotting import draw_sts, new_axes
+
+        return draw_sts(self, new_axes() if ax is None else ax, title=title)
+
     def as_dict(self) -> dict:
         return {"pearson": self.pearson, "spearman": self.spearman, "n_pairs": self.n_pairs}
 

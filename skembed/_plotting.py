@@ -5,8 +5,35 @@ from __future__ import annotations
 import os
 
 
+def _matplotlib_import_error(exc: ImportError) -> ImportError:
+    return ImportError("Plotting needs matplotlib: pip install 'skembed[plot]'.")
+
+
+def draw_sts(result, ax, *, title: str | None = None):
+    """Scatter of cosine similarity against gold scores on the Axes ``ax``; returns ``ax``."""
+    ax.scatter(result.gold, result.similarity, s=8, alpha=0.4, edgecolors="none")
+    ax.set_xlabel("gold similarity score")
+    ax.set_ylabel("cosine similarity of the embeddings")
+    heading = f"Spearman {result.spearman:.4f}, Pearson {result.pearson:.4f}"
+    heading += f" ({result.n_pairs} pairs)"
+    ax.set_title(heading if title is None else f"{title}\n{heading}", fontsize=10)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def new_axes():
+    """Axes on a new pyplot figure, shown inline in notebooks."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise _matplotlib_import_error(exc) from exc
+    return plt.subplots(figsize=(5.5, 4.5), layout="constrained")[1]
+
+
 def plot_sts(result, path, *, title: str | None = None) -> str:
     """Scatter of predicted similarity against gold scores, saved as an image.
+
+    Drawn off-screen, without pyplot: nothing is displayed or left open.
 
     Parameters
     ----------
@@ -25,20 +52,11 @@ def plot_sts(result, path, *, title: str | None = None) -> str:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "Plotting needs matplotlib: pip install 'skembed[plot]'."
-        ) from exc
+        raise _matplotlib_import_error(exc) from exc
 
     fig = Figure(figsize=(5.5, 4.5), layout="constrained")
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ax.scatter(result.gold, result.similarity, s=8, alpha=0.4, edgecolors="none")
-    ax.set_xlabel("gold similarity score")
-    ax.set_ylabel("cosine similarity of the embeddings")
-    heading = f"Spearman {result.spearman:.4f}, Pearson {result.pearson:.4f}"
-    heading += f" ({result.n_pairs} pairs)"
-    ax.set_title(heading if title is None else f"{title}\n{heading}", fontsize=10)
-    ax.grid(alpha=0.3)
+    draw_sts(result, fig.add_subplot(), title=title)
     path = os.fspath(path)
     fig.savefig(path, dpi=100)
     return path

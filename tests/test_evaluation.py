@@ -152,3 +152,20 @@ def test_cli_evaluate_names_a_score_that_is_not_a_number(tiny_model, tmp_path, c
     err = capsys.readouterr().err
     assert "column 'similarity_score' needs a number in every row; row 1 holds 'high'" in err
     assert "(2 such row(s))" in err
+
+
+def test_result_plots_on_given_or_new_axes(tiny_model, stsb_dir):
+    import matplotlib.pyplot as plt
+
+    data = pd.read_csv(stsb_dir / "test.csv").head(30)
+    result = evaluate_sts(tiny_model, data.sentence1, data.sentence2, data.similarity_score)
+    fig, ax = plt.subplots()
+    try:
+        assert result.plot(ax, title="tiny") is ax
+        points = ax.collections[0].get_offsets()
+        np.testing.assert_allclose(points, np.c_[result.gold, result.similarity])
+        assert ax.get_title().startswith(f"tiny\nSpearman {result.spearman:.4f}")
+        new = result.plot()
+        assert new.figure is not fig and len(new.collections[0].get_offsets()) == 30
+    finally:
+        plt.close("all")

@@ -199,17 +199,20 @@ def _embed(args) -> int:
         handle_missing=args.handle_missing,
         cache=args.cache,
     )
-    start = time.perf_counter()
-    vectors = vectorizer.fit_transform(table[columns])
-    seconds = time.perf_counter() - start
-    if suffix == ".npy":
-        write_output(vectors, args.out)
-    else:
-        names = vectorizer.get_feature_names_out()
+    texts = table[columns]
+    if suffix != ".npy":
+        # fit() learns the output's column names without embedding anything.
+        names = vectorizer.fit(texts).get_feature_names_out()
         clash = sorted(set(keep) & set(names))
         if clash:
             raise ValueError(f"kept column(s) {clash} would clash with the vector columns; "
                              "rename them or leave them out of --keep")
+    start = time.perf_counter()
+    vectors = vectorizer.fit_transform(texts)
+    seconds = time.perf_counter() - start
+    if suffix == ".npy":
+        write_output(vectors, args.out)
+    else:
         features = pd.DataFrame(vectors, columns=names, index=table.index)
         write_output(pd.concat([table[keep], features], axis=1), args.out)
     print(f"embedded {len(table)} row(s) x {len(columns)} column(s) in {seconds:.1f} s: "

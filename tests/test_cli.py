@@ -153,7 +153,14 @@ def test_embed_never_replaces_a_file_unless_asked(tiny_model, table_csv, tmp_pat
     assert np.load(out).shape[0] == 3
 
 
-def test_embed_refuses_a_kept_column_named_like_a_vector_column(tiny_model, tmp_path, capsys):
+def test_embed_refuses_a_kept_column_named_like_a_vector_column(tiny_model, tmp_path, capsys,
+                                                              monkeypatch):
+    from skembed._engine import Encoder
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("embedded texts before refusing the request")
+
+    monkeypatch.setattr(Encoder, "encode", no_encoding)
     path = tmp_path / "t.csv"
     path.write_text("body,body_0\nhola,x\n", encoding="utf-8")
     out = tmp_path / "v.csv"

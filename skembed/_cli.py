@@ -200,15 +200,14 @@ def _embed(args) -> int:
         cache=args.cache,
     )
     texts = table[columns]
-    if suffix != ".npy":
-        # fit() learns the output's column names without embedding anything.
-        names = vectorizer.fit(texts).get_feature_names_out()
-        clash = sorted(set(keep) & set(names))
-        if clash:
-            raise ValueError(f"kept column(s) {clash} would clash with the vector columns; "
-                             "rename them or leave them out of --keep")
+    # fit() loads the model and learns the output's column names; nothing is embedded yet.
+    names = vectorizer.fit(texts).get_feature_names_out()
+    clash = sorted(set(keep) & set(names)) if suffix != ".npy" else []
+    if clash:
+        raise ValueError(f"kept column(s) {clash} would clash with the vector columns; "
+                         "rename them or leave them out of --keep")
     start = time.perf_counter()
-    vectors = vectorizer.fit_transform(texts)
+    vectors = vectorizer.transform(texts)
     seconds = time.perf_counter() - start
     if suffix == ".npy":
         write_output(vectors, args.out)

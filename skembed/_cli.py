@@ -258,9 +258,9 @@ def _fine_tune(args) -> int:
     import json
     import time
 
-    from ._evaluation import evaluate_sts
     import numpy as np
 
+    from ._evaluation import evaluate_sts
     from ._finetune import FineTuneConfig, fine_tune, trainer_seed
 
     out = Path(args.out)

@@ -52,8 +52,12 @@ def read_table(path) -> pd.DataFrame:
     """
     suffix = _suffix(path, READ_SUFFIXES, "read")
     if suffix == ".txt":
+        # Universal newlines: "\r\n" and "\r" end lines too; other separators
+        # that str.splitlines() would cut at (form feed, U+2028, ...) stay in the text.
         with open(path, encoding="utf-8", newline=None) as handle:
-            lines = handle.read().splitlines()
+            lines = handle.read().split("\n")
+        if lines[-1] == "":  # the newline that ends the last line
+            lines.pop()
         return pd.DataFrame({TEXT_COLUMN: lines})
     if suffix in (".csv", ".tsv"):
         return pd.read_csv(

@@ -19,8 +19,10 @@ def test_tables_round_trip_with_their_texts_unchanged(tmp_path, suffix):
 
 def test_text_files_give_one_row_per_line_whatever_the_line_ending(tmp_path):
     path = tmp_path / "t.txt"
-    path.write_bytes("uno\r\ndos\n\ntrés\n".encode())
-    assert read_table(path)["text"].tolist() == ["uno", "dos", "", "trés"]
+    path.write_bytes("uno\r\ndos\n\ntrés\rcuatro\x0cpage\u2028sep".encode())
+    assert read_table(path)["text"].tolist() == [
+        "uno", "dos", "", "trés", "cuatro\x0cpage\u2028sep"
+    ]
 
 
 def test_an_unknown_extension_is_named(tmp_path):

@@ -39,22 +39,66 @@ def _vectorizer_from_args(args, **extra):
     )
 
 
-def _similarity(args) -> int:
+#: The column ``skembed similarity --data`` adds to the pairs it scores.
+SIMILARITY_COLUMN = "similarity"
+
+
+def _cosines(vectorizer, pairs):
+    """Cosine similarity of the two texts of each row of ``pairs`` (2 columns)."""
     import numpy as np
 
-    vectorizer = _vectorizer_from_args(args, normalize=True)
-    vectors = vectorizer.fit_transform([args.sentence1, args.sentence2])
-    print(f"{float(np.dot(vectors[0], vectors[1])):.4f}")
+    vectors = vectorizer.set_params(normalize=True).fit_transform(pairs)
+    half = vectors.shape[1] // 2
+    return np.einsum("ij,ij->i", vectors[:, :half], vectors[:, half:])
+
+
+def _similarity(args) -> int:
+    if args.data is None:
+        if args.sentence2 is None or args.out is not None:
+            raise ValueError("give two sentences, or --data FILE --out FILE to score the "
+                             "pairs of a file")
+        print(f"{_cosines(_vectorizer_from_args(args), [[args.sentence1, args.sentence2]])[0]:.4f}")
+        return 0
+    if args.sentence1 is not None:
+        raise ValueError("give two sentences or --data FILE, not both")
+    if args.out is None:
+        raise ValueError("--data needs --out FILE: where to write the similarities")
+
+    from ._files import check_columns, check_output, read_table, write_output
+
+    suffix = check_output(args.out, overwrite=args.overwrite, inputs=[args.data])
+    table = read_table(args.data)
+    check_columns(table, args.columns, args.data)
+    if suffix != ".npy" and SIMILARITY_COLUMN in table.columns:
+        raise ValueError(f"{args.data} already has a column {SIMILARITY_COLUMN!r}, the column "
+                         "this command adds; rename it, or write a .npy file")
+    similarity = _cosines(_vectorizer_from_args(args, cache=args.cache), table[args.columns])
+    if suffix == ".npy":
+        write_output(similarity, args.out)
+    else:
+        write_output(table.assign(**{SIMILARITY_COLUMN: similarity}), args.out)
+    print(f"scored {len(similarity)} pair(s) -> {args.out}")
     return 0
 
 
 def _add_similarity(subparsers) -> None:
     parser = subparsers.add_parser(
-        "similarity", help="cosine similarity of two sentences", description="Print the "
-        "cosine similarity of the embeddings of two sentences."
+        "similarity", help="cosine similarity of two sentences, or of the pairs of a file",
+        description="Print the cosine similarity of the embeddings of two sentences, or "
+        "write the similarity of each pair of texts of a file (--data) next to its "
+        f"columns, as a column {SIMILARITY_COLUMN!r} (or to a .npy array).",
     )
-    parser.add_argument("sentence1")
-    parser.add_argument("sentence2")
+    parser.add_argument("sentence1", nargs="?")
+    parser.add_argument("sentence2", nargs="?")
+    parser.add_argument("--data", metavar="FILE",
+                        help="a CSV, TSV, Parquet or JSON-lines file of text pairs")
+    parser.add_argument("--columns", nargs=2, metavar=("S1", "S2"),
+                        default=["sentence1", "sentence2"],
+                        help="the two text columns of --data (default: %(default)s)")
+    parser.add_argument("--out", help="with --data: the file to write (a table or .npy)")
+    parser.add_argument("--cache", metavar="PATH",
+                        help="an embedding cache file: texts met before are not re-embedded")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     _add_model_arguments(parser)
     parser.set_defaults(func=_similarity)
 

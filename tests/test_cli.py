@@ -241,3 +241,56 @@ def test_fine_tune_names_bad_cells_and_keeps_a_full_folder(tiny_model, tmp_path,
     assert main(["fine-tune", "--train", str(bad), "--out", str(out), "--model", tiny_model]) == 2
     assert "is a folder that is not empty" in capsys.readouterr().err
     assert (out / "notes.txt").read_text() == "mine"
+
+
+# ``skembed similarity --data``: the pairs of a file, scored.
+
+
+def test_similarity_scores_the_pairs_of_a_file(tiny_model, pairs_csv, tmp_path, capsys):
+    out = tmp_path / "scored.parquet"
+    assert main(["similarity", "--data", str(pairs_csv), "--out", str(out),
+                 "--model", tiny_model, "--device", "cpu"]) == 0
+    assert "scored 48 pair(s)" in capsys.readouterr().out
+    scored = pd.read_parquet(out)
+    data = pd.read_csv(pairs_csv, dtype=str)
+    assert list(scored.columns) == [*data.columns, "similarity"]
+    assert scored.drop(columns="similarity").astype(object).equals(data.astype(object))
+    vectorizer = EmbeddingVectorizer(tiny_model, device="cpu", normalize=True)
+    a = vectorizer.fit_transform(data.sentence1.tolist())
+    b = vectorizer.transform(data.sentence2.tolist())
+    np.testing.assert_allclose(scored["similarity"], (a * b).sum(axis=1), atol=1e-5)
+    # Other column names, and the scores alone.
+    renamed = tmp_path / "renamed.csv"
+    data.rename(columns={"sentence1": "query", "sentence2": "title"}).to_csv(renamed, index=False)
+    npy = tmp_path / "scores.npy"
+    assert main(["similarity", "--data", str(renamed), "--columns", "query", "title",
+                 "--out", str(npy), "--model", tiny_model, "--device", "cpu"]) == 0
+    np.testing.assert_allclose(np.load(npy), scored["similarity"], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["only one"], "give two sentences, or --data FILE --out FILE"),
+        ([], "give two sentences, or --data FILE --out FILE"),
+        (["a", "b", "--out", "{tmp}/s.csv"], "give two sentences, or --data FILE --out FILE"),
+        (["a", "b", "--data", "{input}", "--out", "{tmp}/s.csv"], "not both"),
+        (["--data", "{input}"], "--data needs --out FILE"),
+        (["--data", "{input}", "--out", "{tmp}/s.csv", "--columns", "x", "y"],
+         "has no column(s) ['x', 'y']"),
+    ],
+)
+def test_similarity_refuses_bad_requests(tiny_model, pairs_csv, tmp_path, capsys, args, message):
+    args = [a.format(tmp=tmp_path, input=pairs_csv) for a in args]
+    assert main(["similarity", *args, "--model", tiny_model]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_similarity_keeps_a_column_of_the_same_name(tiny_model, tmp_path, capsys):
+    path = tmp_path / "pairs.csv"
+    path.write_text("sentence1,sentence2,similarity\na,b,0.5\n", encoding="utf-8")
+    out = tmp_path / "s.csv"
+    assert main(["similarity", "--data", str(path), "--out", str(out),
+                 "--model", tiny_model]) == 2
+    assert "already has a column 'similarity'" in capsys.readouterr().err and not out.exists()

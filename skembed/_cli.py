@@ -366,9 +366,12 @@ def _add_fine_tune(subparsers) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="skembed", description="Sentence embeddings for scikit-learn users."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_similarity(subparsers)
     _add_cache(subparsers)

@@ -294,3 +294,12 @@ def test_similarity_keeps_a_column_of_the_same_name(tiny_model, tmp_path, capsys
     assert main(["similarity", "--data", str(path), "--out", str(out),
                  "--model", tiny_model]) == 2
     assert "already has a column 'similarity'" in capsys.readouterr().err and not out.exists()
+
+
+def test_version(capsys):
+    import skembed
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"skembed {skembed.__version__}"

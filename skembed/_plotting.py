@@ -11,7 +11,9 @@ def _matplotlib_import_error(exc: ImportError) -> ImportError:
 
 def draw_sts(result, ax, *, title: str | None = None):
     """Scatter of cosine similarity against gold scores on the Axes ``ax``; returns ``ax``."""
-    ax.scatter(result.gold, result.similarity, s=8, alpha=0.4, edgecolors="none")
+    many = result.n_pairs > 300  # small, faint points where they would hide each other
+    ax.scatter(result.gold, result.similarity, s=8 if many else 30, alpha=0.4 if many else 0.8,
+               edgecolors="none")
     ax.set_xlabel("gold similarity score")
     ax.set_ylabel("cosine similarity of the embeddings")
     heading = f"Spearman {result.spearman:.4f}, Pearson {result.pearson:.4f}"

@@ -26,6 +26,14 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
 
 
+def _add_file_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """What every command that embeds a file into another file takes."""
+    parser.add_argument("--cache", metavar="PATH",
+                        help="an embedding cache file: texts met before are not re-embedded")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _add_model_arguments(parser)
+
+
 def _vectorizer_from_args(args, **extra):
     from ._vectorizer import EmbeddingVectorizer
 
@@ -96,10 +104,7 @@ def _add_similarity(subparsers) -> None:
                         default=["sentence1", "sentence2"],
                         help="the two text columns of --data (default: %(default)s)")
     parser.add_argument("--out", help="with --data: the file to write (a table or .npy)")
-    parser.add_argument("--cache", metavar="PATH",
-                        help="an embedding cache file: texts met before are not re-embedded")
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    _add_model_arguments(parser)
+    _add_file_job_arguments(parser)
     parser.set_defaults(func=_similarity)
 
 
@@ -291,10 +296,7 @@ def _add_embed(subparsers) -> None:
     parser.add_argument("--max-seq-length", type=int, help="truncate texts to N tokens")
     parser.add_argument("--handle-missing", choices=MISSING_POLICIES, default="error",
                         help="an empty cell: an error (default), the empty text, or zeros")
-    parser.add_argument("--cache", metavar="PATH",
-                        help="an embedding cache file: texts met before are not re-embedded")
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    _add_model_arguments(parser)
+    _add_file_job_arguments(parser)
     parser.set_defaults(func=_embed)
 
 

@@ -99,6 +99,7 @@ class _LoadedModel:
     def __init__(self, config: EncoderConfig, device: str):
         import torch
 
+        check_model_location(config.model)
         self.device = device
         self.dtype = _torch_dtype(config.precision)
         if config.backend == "sentence-transformers":
@@ -551,6 +552,31 @@ class Encoder:
             norms = np.linalg.norm(out, axis=1, keepdims=True)
             np.divide(out, norms, out=out, where=norms > 0)
         return out
+
+
+def check_model_location(model: str) -> None:
+    """Fail clearly when ``model`` can only be a local folder and is not one.
+
+    Hub names are ``name`` or ``owner/name`` and never start with ``.``; left
+    to the hub client, a mistyped path gets an error about repository ids.
+
+    >>> check_model_location("sentence-transformers/all-MiniLM-L6-v2")
+    >>> check_model_location("./no-such-folder")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: No model folder at './no-such-folder' (a hub model is named like 'owner/name').
+    """
+    path = os.path.expanduser(model)
+    if os.path.isfile(path):
+        raise NotADirectoryError(
+            f"{model!r} is a file; a model is the folder that SentenceTransformer.save writes."
+        )
+    separators = path.count("/") + path.count("\\")
+    looks_local = path.startswith((".", "/", "\\")) or separators > 1 or model.startswith("~")
+    if looks_local and not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"No model folder at {model!r} (a hub model is named like 'owner/name')."
+        )
 
 
 _ENCODERS: dict = {}

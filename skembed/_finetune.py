@@ -538,6 +538,7 @@ def fine_tune(
         mean over its members at each logged step).
     """
     config = config or FineTuneConfig()
+    _engine.check_model_location(os.fspath(model))
     if not len(sentences1) == len(sentences2) == len(scores):
         raise ValueError(
             f"sentences1, sentences2 and scores must have equal lengths, got "

@@ -1,11 +1,12 @@
 """Engine-level correctness: tokenisation, batching pipeline, precisions, devices."""
 
+import re
 import threading
 
 import numpy as np
 import pytest
 
-from skembed import _engine
+from skembed import EmbeddingVectorizer, _engine
 from skembed._engine import EncoderConfig, Encoder, resolve_device
 
 TEXTS = [
@@ -251,3 +252,32 @@ def test_tokenising_leaves_the_callers_strings_as_they_were(encoder):
     # What the guard prevents: reading the strings directly grows them.
     model._rust_encode(texts)
     assert sum(sys.getsizeof(t) for t in texts) > sum(sizes) + 20 * 1000
+
+
+@pytest.mark.parametrize("model", ["./no-such-model", "models/v2/no-such-model", "../nope"])
+def test_a_mistyped_model_path_is_named_before_the_hub_is_asked(model, monkeypatch, tmp_path):
+    import huggingface_hub
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("asked the hub about a local path")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_hub)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_hub)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=f"No model folder at '{re.escape(model)}'"):
+        EmbeddingVectorizer(model, device="cpu").fit_transform(["hola"])
+
+
+def test_a_model_file_instead_of_a_folder_is_named(tmp_path):
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"")
+    with pytest.raises(NotADirectoryError, match="is a file; a model is the folder"):
+        EmbeddingVectorizer(str(weights), device="cpu").fit_transform(["hola"])
+
+
+def test_fine_tuning_a_missing_folder_fails_before_training(tmp_path):
+    from skembed._finetune import fine_tune
+
+    with pytest.raises(FileNotFoundError, match="No model folder at"):
+        fine_tune(str(tmp_path / "nope"), ["a", "b"], ["c", "d"], [0.0, 1.0], tmp_path / "out")
+    assert not (tmp_path / "out").exists()

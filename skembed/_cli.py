@@ -80,7 +80,8 @@ def _similarity(args) -> int:
     if suffix != ".npy" and SIMILARITY_COLUMN in table.columns:
         raise ValueError(f"{args.data} already has a column {SIMILARITY_COLUMN!r}, the column "
                          "this command adds; rename it, or write a .npy file")
-    similarity = _cosines(_vectorizer_from_args(args, cache=args.cache), table[args.columns])
+    pairs = list(zip(*_pair_texts(table, args.columns)))
+    similarity = _cosines(_vectorizer_from_args(args, cache=args.cache), pairs)
     if suffix == ".npy":
         write_output(similarity, args.out)
     else:
@@ -171,17 +172,24 @@ def _add_pair_arguments(parser: argparse.ArgumentParser, option: str, what: str)
     )
 
 
+def _pair_texts(table, columns) -> tuple:
+    """The two text columns of ``table``, as lists; a missing text is an error."""
+    from ._input import to_text_columns
+
+    texts = to_text_columns(
+        table[list(columns)],
+        missing_remedy="Fill it or drop its row: every pair needs both texts.",
+    )
+    return texts.columns[0].tolist(), texts.columns[1].tolist()
+
+
 def _read_pairs(path, columns):
     """The two text columns (validated, no missing cell) and the scores of a file."""
     from ._files import check_columns, numeric_column, read_table
-    from ._input import to_text_columns
 
     table = read_table(path)
     check_columns(table, columns, path)
-    texts = to_text_columns(table[list(columns[:2])])
-    return texts.columns[0].tolist(), texts.columns[1].tolist(), numeric_column(
-        table, columns[2], path
-    )
+    return (*_pair_texts(table, columns[:2]), numeric_column(table, columns[2], path))
 
 
 def _evaluate(args) -> int:
@@ -230,6 +238,7 @@ def _embed(args) -> int:
     import pandas as pd
 
     from ._files import check_columns, check_output, read_table, write_output
+    from ._input import to_text_columns
 
     suffix = check_output(args.out, overwrite=args.overwrite, inputs=[args.input])
     if suffix == ".npy" and args.keep is not None:
@@ -249,6 +258,11 @@ def _embed(args) -> int:
         cache=args.cache,
     )
     texts = table[columns]
+    to_text_columns(  # a missing cell is reported with this command's option, before any work
+        texts,
+        handle_missing=args.handle_missing,
+        missing_remedy="Fill it, drop its row, or pass --handle-missing empty or zero.",
+    )
     # fit() loads the model and learns the output's column names; nothing is embedded yet.
     names = vectorizer.fit(texts).get_feature_names_out()
     clash = sorted(set(keep) & set(names)) if suffix != ".npy" else []

@@ -105,7 +105,12 @@ def _cell_to_text(value, col, row, names, index):
     )
 
 
-def _column_from_array(values: np.ndarray, col, names, index, handle_missing):
+#: What an error about a missing cell tells the user to do, by default.
+MISSING_REMEDY = "Fill it, drop it, or set handle_missing='empty' or 'zero'."
+
+
+def _column_from_array(values: np.ndarray, col, names, index, handle_missing,
+                       missing_remedy=MISSING_REMEDY):
     n = len(values)
     if values.dtype.kind == "U":
         return values.astype(object), np.zeros(n, dtype=bool)
@@ -128,7 +133,7 @@ def _column_from_array(values: np.ndarray, col, names, index, handle_missing):
         raise ValueError(
             f"Input contains NaN (a missing value) in {_describe_column(col, names)}, "
             f"{_describe_row(row, index)}; {int(missing.sum())} missing in that column. "
-            "Fill it, drop it, or set handle_missing='empty' or 'zero'."
+            f"{missing_remedy}"
         )
     return texts, missing
 
@@ -195,7 +200,9 @@ def _raw_columns(X):
     raise ValueError(f"Expected 1-D or 2-D input, got an array with {array.ndim} dimensions.")
 
 
-def to_text_columns(X, *, handle_missing: str = "error", min_columns: int = 1) -> TextColumns:
+def to_text_columns(
+    X, *, handle_missing: str = "error", min_columns: int = 1, missing_remedy: str = MISSING_REMEDY
+) -> TextColumns:
     """Validate ``X`` and return its text columns.
 
     Parameters
@@ -207,6 +214,9 @@ def to_text_columns(X, *, handle_missing: str = "error", min_columns: int = 1) -
         other policies record missing cells in :attr:`TextColumns.missing`.
     min_columns : int
         Raise if ``X`` has fewer columns (pairs need two).
+    missing_remedy : str
+        The advice that ends the error about a missing cell (callers that are
+        not estimators name their own options).
 
     Examples
     --------
@@ -230,7 +240,9 @@ def to_text_columns(X, *, handle_missing: str = "error", min_columns: int = 1) -
         )
     columns, missing = [], []
     for col, values in enumerate(raw):
-        texts, miss = _column_from_array(np.asarray(values), col, names, index, handle_missing)
+        texts, miss = _column_from_array(
+            np.asarray(values), col, names, index, handle_missing, missing_remedy
+        )
         columns.append(texts)
         missing.append(miss)
     return TextColumns(columns=columns, missing=missing, names=names, index=index)

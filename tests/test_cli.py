@@ -106,7 +106,9 @@ def test_embed_missing_cells_follow_handle_missing(tiny_model, table_csv, tmp_pa
     table_csv.write_text("id,body\n1,Un perro.\n2,\n", encoding="utf-8")
     out = tmp_path / "v.npy"
     assert _embed(tiny_model, table_csv, "--column", "body", "--out", out) == 2
-    assert "body" in capsys.readouterr().err and not out.exists()
+    err = capsys.readouterr().err
+    assert "column 'body'" in err and "pass --handle-missing empty or zero" in err
+    assert "handle_missing=" not in err and not out.exists()
     assert _embed(tiny_model, table_csv, "--column", "body", "--out", out,
                   "--handle-missing", "zero") == 0
     vectors = np.load(out)
@@ -236,6 +238,7 @@ def test_fine_tune_names_bad_cells_and_keeps_a_full_folder(tiny_model, tmp_path,
     assert main(["fine-tune", "--train", str(bad), "--out", str(out), "--model", tiny_model]) == 2
     err = capsys.readouterr().err
     assert "sentence2" in err and "row 1" in err and not out.exists()
+    assert "every pair needs both texts" in err and "handle_missing" not in err
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     assert main(["fine-tune", "--train", str(bad), "--out", str(out), "--model", tiny_model]) == 2
@@ -303,3 +306,13 @@ def test_version(capsys):
         main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.strip() == f"skembed {skembed.__version__}"
+
+
+def test_similarity_names_a_pair_missing_a_text(tiny_model, tmp_path, capsys):
+    path = tmp_path / "pairs.csv"
+    path.write_text("sentence1,sentence2\na,b\n,d\n", encoding="utf-8")
+    out = tmp_path / "s.csv"
+    assert main(["similarity", "--data", str(path), "--out", str(out), "--model", tiny_model]) == 2
+    err = capsys.readouterr().err
+    assert "column 'sentence1'" in err and "row 1" in err and "every pair needs both texts" in err
+    assert not out.exists()

@@ -231,18 +231,14 @@ def test_fine_tune_refuses_bad_requests_before_training(tiny_model, pairs_csv, t
     assert not out.exists()
 
 
-def test_fine_tune_names_bad_cells_and_keeps_a_full_folder(tiny_model, tmp_path, capsys):
-    bad = tmp_path / "bad.csv"
-    bad.write_text("sentence1,sentence2,similarity_score\na,b,1\nc,,2\n", encoding="utf-8")
+def test_fine_tune_keeps_a_full_folder(tiny_model, pairs_csv, tmp_path, capsys):
     out = tmp_path / "tuned"
-    assert main(["fine-tune", "--train", str(bad), "--out", str(out), "--model", tiny_model]) == 2
-    err = capsys.readouterr().err
-    assert "sentence2" in err and "row 1" in err and not out.exists()
-    assert "every pair needs both texts" in err and "handle_missing" not in err
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    assert main(["fine-tune", "--train", str(bad), "--out", str(out), "--model", tiny_model]) == 2
+    assert main(["fine-tune", "--train", str(pairs_csv), "--out", str(out),
+                 "--model", tiny_model]) == 2
     assert "is a folder that is not empty" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     assert (out / "notes.txt").read_text() == "mine"
 
 
@@ -308,11 +304,20 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"skembed {skembed.__version__}"
 
 
-def test_similarity_names_a_pair_missing_a_text(tiny_model, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "command",
+    [["similarity", "--data"], ["evaluate", "--data"], ["fine-tune", "--out", "{out}", "--train"]],
+)
+def test_pair_commands_name_a_pair_missing_a_text(tiny_model, tmp_path, capsys, command):
     path = tmp_path / "pairs.csv"
-    path.write_text("sentence1,sentence2\na,b\n,d\n", encoding="utf-8")
-    out = tmp_path / "s.csv"
-    assert main(["similarity", "--data", str(path), "--out", str(out), "--model", tiny_model]) == 2
+    path.write_text("sentence1,sentence2,similarity_score\na,b,1\nc,,2\n", encoding="utf-8")
+    out = tmp_path / "out.csv"
+    if command[0] == "similarity":
+        command = [*command, str(path), "--out", str(out)]
+    else:
+        command = [c.format(out=tmp_path / "tuned") for c in command] + [str(path)]
+    assert main([*command, "--model", tiny_model]) == 2
     err = capsys.readouterr().err
-    assert "column 'sentence1'" in err and "row 1" in err and "every pair needs both texts" in err
-    assert not out.exists()
+    assert "column 'sentence2'" in err and "row 1" in err
+    assert "every pair needs both texts" in err and "handle_missing" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.csv"]

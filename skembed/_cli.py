@@ -34,6 +34,12 @@ def _add_file_job_arguments(parser: argparse.ArgumentParser) -> None:
     _add_model_arguments(parser)
 
 
+def _short_name(model_or_file: str) -> str:
+    """A local path's last part (a figure's title has no room for the rest), a hub name whole."""
+    path = Path(model_or_file)
+    return path.name if path.exists() else model_or_file
+
+
 def _vectorizer_from_args(args, **extra):
     from ._vectorizer import EmbeddingVectorizer
 
@@ -197,6 +203,10 @@ def _evaluate(args) -> int:
 
     from ._evaluation import evaluate_sts
 
+    if args.plot:
+        from ._plotting import check_plot_path
+
+        check_plot_path(args.plot)
     sentences1, sentences2, scores = _read_pairs(args.data, args.columns)
     result = evaluate_sts(_vectorizer_from_args(args), sentences1, sentences2, scores)
     if args.json:
@@ -204,9 +214,10 @@ def _evaluate(args) -> int:
     else:
         _print_sts(result)
     if args.plot:
-        from ._plotting import plot_sts
+        from ._plotting import draw_sts, save_figure
 
-        plot_sts(result, args.plot, title=f"{args.model} on {args.data}")
+        title = f"{_short_name(args.model)} on {_short_name(args.data)}"
+        save_figure(lambda ax: draw_sts(result, ax, title=title), args.plot)
         print(f"plot:     {args.plot}")
     return 0
 
@@ -339,13 +350,22 @@ def _fine_tune(args) -> int:
     if not isinstance(params, dict):
         raise ValueError(f"--params must be a JSON object, got {params!r}")
     config = FineTuneConfig.from_params(params)
+    if args.plot:
+        from ._plotting import check_plot_path
+
+        check_plot_path(args.plot)
     sentences1, sentences2, scores = _read_pairs(args.train, args.columns)
     dev = _read_pairs(args.dev, args.columns) if args.dev else None
     start = time.perf_counter()
-    fine_tune(args.model, sentences1, sentences2, scores, out, config=config,
-              seed=trainer_seed(np.random.RandomState(args.seed)), device=args.device)
+    history = fine_tune(args.model, sentences1, sentences2, scores, out, config=config,
+                        seed=trainer_seed(np.random.RandomState(args.seed)), device=args.device)
     print(f"fine-tuned on {len(scores)} pairs in {time.perf_counter() - start:.0f} s; "
           f"saved to {out}")
+    if args.plot:
+        from ._plotting import draw_history, save_figure
+
+        title = f"fine-tuning {_short_name(args.model)} on {_short_name(args.train)}"
+        print(f"plot:     {save_figure(lambda ax: draw_history(history, ax, title=title), args.plot)}")
     if dev is not None:
         from ._vectorizer import EmbeddingVectorizer
 
@@ -370,6 +390,8 @@ def _add_fine_tune(subparsers) -> None:
     parser.add_argument("--params", metavar="JSON",
                         help='FineTuneConfig fields as a JSON object or a JSON file, e.g. '
                         '\'{"loss": "cosent", "epochs": 2}\'')
+    parser.add_argument("--plot", metavar="FILE",
+                        help="also draw the training loss against the steps to FILE (PNG)")
     parser.add_argument("--seed", type=int, default=0,
                         help="random state: SimilarityRegressor(random_state=SEED, "
                         "fine_tune=True) trains the same model (default: 0)")

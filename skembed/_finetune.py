@@ -462,7 +462,8 @@ def _train_one(model, loaded: dict, dataset, config: FineTuneConfig, seed: int, 
             loss=_make_loss(st_model, config),
         )
         trainer.train()
-        history = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+        history = [(log["step"], log["epoch"], log["loss"])
+                   for log in trainer.state.log_history if "loss" in log]
     return st_model, history
 
 
@@ -506,7 +507,7 @@ def fine_tune(
     revision: str | None = None,
     trust_remote_code: bool = False,
     show_progress_bar: bool = True,
-) -> list:
+) -> dict:
     """Fine-tune ``model`` on scored pairs and save it to ``output_dir``.
 
     Parameters
@@ -533,9 +534,11 @@ def fine_tune(
 
     Returns
     -------
-    losses : list of float
-        Training loss logged along training, first to last (for a soup, the
-        mean over its members at each logged step).
+    history : dict of ndarray
+        The training loss as the trainer logged it: ``"step"`` (optimiser
+        steps done), ``"epoch"`` (fractional) and ``"loss"`` (mean over the
+        steps since the last log; for a soup, also the mean over its members),
+        one entry per log. ``pandas.DataFrame(history)`` makes it a table.
     """
     config = config or FineTuneConfig()
     _engine.check_model_location(os.fspath(model))
@@ -565,8 +568,13 @@ def fine_tune(
             {name: total / config.soup if total.is_floating_point() else total
              for name, total in weight_sum.items()}
         )
-    # Members log at the same steps: the soup's history is their mean.
-    history = np.mean(histories, axis=0).tolist() if histories[0] else []
+    # Members log at the same steps: the soup's loss is their mean.
+    logs = np.asarray(histories, dtype=np.float64).reshape(len(histories), -1, 3)
+    history = {
+        "step": logs[0, :, 0].astype(np.int64),
+        "epoch": logs[0, :, 1],
+        "loss": logs[:, :, 2].mean(axis=0),
+    }
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     st_model.save(str(output_dir))

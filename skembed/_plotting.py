@@ -1,12 +1,51 @@
-"""Figures of evaluation results, drawn with matplotlib's Agg backend (no display needed)."""
+"""Figures of evaluation results and training, drawn with matplotlib.
+
+Files are drawn off-screen with the Agg backend, without pyplot: nothing is
+displayed or left open. ``draw_*`` functions draw on any Axes (a notebook's).
+"""
 
 from __future__ import annotations
 
 import os
 
 
-def _matplotlib_import_error(exc: ImportError) -> ImportError:
+def _matplotlib_import_error() -> ImportError:
     return ImportError("Plotting needs matplotlib: pip install 'skembed[plot]'.")
+
+
+def _agg_figure():
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise _matplotlib_import_error() from exc
+
+    fig = Figure(figsize=(5.5, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def check_plot_path(path) -> None:
+    """Raise before any work if ``path`` is not an image file matplotlib can write."""
+    suffix = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
+    formats = _agg_figure().canvas.get_supported_filetypes()
+    if suffix not in formats:
+        raise ValueError(
+            f"cannot draw to {os.fspath(path)!r}: the file name must end in one of "
+            f"{', '.join('.' + f for f in sorted(formats))}"
+        )
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if not os.path.isdir(folder):
+        raise ValueError(f"the folder of {os.fspath(path)!r} does not exist")
+
+
+def save_figure(draw, path) -> str:
+    """Call ``draw(ax)`` on a new off-screen figure and save it to ``path``."""
+    fig = _agg_figure()
+    draw(fig.add_subplot())
+    path = os.fspath(path)
+    fig.savefig(path, dpi=100)
+    return path
 
 
 def draw_sts(result, ax, *, title: str | None = None):
@@ -23,42 +62,22 @@ def draw_sts(result, ax, *, title: str | None = None):
     return ax
 
 
+def draw_history(history, ax, *, title: str | None = None):
+    """Training loss against optimiser steps (a fine-tuning history); returns ``ax``."""
+    ax.plot(history["step"], history["loss"], marker="o", markersize=3)
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("training loss (mean since the previous point)")
+    epochs = history["epoch"][-1] if len(history["epoch"]) else 0.0
+    heading = f"{len(history['loss'])} logged points over {epochs:g} epoch(s)"
+    ax.set_title(heading if title is None else f"{title}\n{heading}", fontsize=10)
+    ax.grid(alpha=0.3)
+    return ax
+
+
 def new_axes():
     """Axes on a new pyplot figure, shown inline in notebooks."""
     try:
         import matplotlib.pyplot as plt
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise _matplotlib_import_error(exc) from exc
+        raise _matplotlib_import_error() from exc
     return plt.subplots(figsize=(5.5, 4.5), layout="constrained")[1]
-
-
-def plot_sts(result, path, *, title: str | None = None) -> str:
-    """Scatter of predicted similarity against gold scores, saved as an image.
-
-    Drawn off-screen, without pyplot: nothing is displayed or left open.
-
-    Parameters
-    ----------
-    result : STSResult
-        What :func:`skembed.evaluate_sts` returned.
-    path : str or path-like
-        Image file to write; the format follows its extension (``.png``).
-    title : str or None
-        First line of the title; the correlations make the second.
-
-    Returns
-    -------
-    path : str
-    """
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise _matplotlib_import_error(exc) from exc
-
-    fig = Figure(figsize=(5.5, 4.5), layout="constrained")
-    FigureCanvasAgg(fig)
-    draw_sts(result, fig.add_subplot(), title=title)
-    path = os.fspath(path)
-    fig.savefig(path, dpi=100)
-    return path

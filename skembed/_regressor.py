@@ -111,8 +111,11 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         The pairs of columns compared, in the order of the features.
     fine_tuned_model_ : str or None
         Folder of the fine-tuned encoder, or None without fine-tuning.
-    fine_tune_history_ : list of float or None
-        Training loss logged during fine-tuning.
+    fine_tune_history_ : dict of ndarray or None
+        The training loss logged during fine-tuning, as scikit-learn's
+        ``cv_results_``: arrays ``"step"``, ``"epoch"`` and ``"loss"``, one
+        entry per log; ``pandas.DataFrame(fine_tune_history_)`` makes it a
+        table, ``.plot(x="step", y="loss")`` a figure.
     n_features_in_ : int
         Number of text columns seen in :meth:`fit`.
     feature_names_in_ : ndarray of shape (``n_features_in_``,)

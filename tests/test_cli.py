@@ -190,10 +190,12 @@ def test_fine_tune_saves_the_model_the_regressor_trains(tiny_model, pairs_csv, t
     params = tmp_path / "recipe.json"
     params.write_text(json.dumps(FAST))
     out = tmp_path / "tuned"
+    png = tmp_path / "loss.png"
     assert main(["fine-tune", "--train", str(pairs_csv), "--dev", str(pairs_csv),
                  "--out", str(out), "--params", str(params), "--seed", "3",
-                 "--model", tiny_model, "--device", "cpu"]) == 0
+                 "--model", tiny_model, "--device", "cpu", "--plot", str(png)]) == 0
     printed = capsys.readouterr().out
+    assert f"plot:     {png}" in printed and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = pd.read_csv(pairs_csv)
     X, y = data[["sentence1", "sentence2"]], data["similarity_score"]
     reg = SimilarityRegressor(
@@ -321,3 +323,21 @@ def test_pair_commands_name_a_pair_missing_a_text(tiny_model, tmp_path, capsys, 
     assert "column 'sentence2'" in err and "row 1" in err
     assert "every pair needs both texts" in err and "handle_missing" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.csv"]
+
+
+@pytest.mark.parametrize("command", [["fine-tune", "--out", "{tmp}/tuned", "--train"],
+                                     ["evaluate", "--data"]])
+def test_an_unwritable_plot_is_refused_before_any_work(tiny_model, pairs_csv, tmp_path, capsys,
+                                                       monkeypatch, command):
+    from skembed._engine import Encoder
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("embedded texts before refusing the request")
+
+    monkeypatch.setattr(Encoder, "encode", no_encoding)
+    command = [c.format(tmp=tmp_path) for c in command]
+    for plot, message in [("loss.txt", "must end in one of"), ("no/loss.png", "does not exist")]:
+        assert main([*command, str(pairs_csv), "--model", tiny_model,
+                     "--plot", str(tmp_path / plot)]) == 2
+        assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.csv"]

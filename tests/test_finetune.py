@@ -38,7 +38,11 @@ def tuned(tiny_model, train, tmp_path_factory):
 def test_loss_goes_down_and_training_pairs_rank_better(tiny_model, tuned, train):
     X, y = train
     history = tuned.fine_tune_history_
-    assert len(history) >= 4 and np.mean(history[-2:]) < np.mean(history[:2])
+    losses = history["loss"]
+    assert len(losses) >= 4 and np.mean(losses[-2:]) < np.mean(losses[:2])
+    # Logged at increasing steps, through the 4 epochs.
+    assert np.all(np.diff(history["step"]) > 0) and history["epoch"][-1] == pytest.approx(4)
+    assert len(history["step"]) == len(history["epoch"]) == len(losses)
     before = evaluate_sts(tiny_model, X.sentence1, X.sentence2, y).spearman
     after = evaluate_sts(tuned, X.sentence1, X.sentence2, y).spearman
     assert after > before + 0.2, (before, after)
@@ -52,7 +56,8 @@ def test_same_random_state_same_model(tiny_model, tuned, train, tmp_path):
     again = _regressor(tiny_model, fine_tune_params=FAST, fine_tune_dir=tmp_path / "again")
     again.fit(X, y)
     np.testing.assert_array_equal(again.predict_similarity(X), tuned.predict_similarity(X))
-    assert again.fine_tune_history_ == tuned.fine_tune_history_
+    for key in ("step", "epoch", "loss"):
+        np.testing.assert_array_equal(again.fine_tune_history_[key], tuned.fine_tune_history_[key])
     # Refitting into the same folder serves the new weights, not a stale model.
     first = again.predict_similarity(X)
     again.set_params(random_state=1, fine_tune_params={**FAST, "learning_rate": 3e-3}).fit(X, y)
@@ -96,7 +101,8 @@ def test_other_losses_train(tiny_model, train, loss):
     X, y = train
     params = {**FAST, "loss": loss, "epochs": 1}
     reg = _regressor(tiny_model, fine_tune_params=params).fit(X, y)
-    assert reg.fine_tune_history_ and np.all(np.isfinite(reg.fine_tune_history_))
+    losses = reg.fine_tune_history_["loss"]
+    assert len(losses) and np.all(np.isfinite(losses))
     assert reg.fine_tuned_model_.startswith(str(__import__("tempfile").gettempdir()))
     assert np.isfinite(reg.predict(X)).all()
 
@@ -172,7 +178,7 @@ def test_group_by_length_trains_reproducibly(tiny_model, train, tmp_path):
     params = {**FAST, "epochs": 1, "batch_size": 8, "group_by_length": True}
     first = _regressor(tiny_model, fine_tune_params=params).fit(X, y)
     again = _regressor(tiny_model, fine_tune_params=params).fit(X, y)
-    assert len(first.fine_tune_history_) >= 2
+    assert len(first.fine_tune_history_["loss"]) >= 2
     np.testing.assert_array_equal(first.predict_similarity(X), again.predict_similarity(X))
     plain = _regressor(tiny_model, fine_tune_params={**params, "group_by_length": False}).fit(X, y)
     assert not np.array_equal(plain.predict_similarity(X), first.predict_similarity(X))
@@ -182,7 +188,8 @@ def test_fractional_epochs_stop_part_way(tiny_model, train):
     X, y = train  # 64 pairs: 4 steps an epoch at batch 16, one loss logged per step
     half = _regressor(tiny_model, fine_tune_params={**FAST, "epochs": 0.5}).fit(X, y)
     whole = _regressor(tiny_model, fine_tune_params={**FAST, "epochs": 1}).fit(X, y)
-    assert (len(half.fine_tune_history_), len(whole.fine_tune_history_)) == (2, 4)
+    assert (len(half.fine_tune_history_["loss"]), len(whole.fine_tune_history_["loss"])) == (2, 4)
+    np.testing.assert_array_equal(whole.fine_tune_history_["step"], [1, 2, 3, 4])
 
 
 def test_freeze_embeddings_keeps_the_token_embeddings(tiny_model, train):
@@ -237,7 +244,9 @@ def test_attention_kernel_changes_speed_not_results(tiny_model, train):
     fused = _regressor(tiny_model, fine_tune_params={**params, "attn_implementation": "model"})
     eager.fit(X, y)
     fused.fit(X, y)
-    np.testing.assert_allclose(eager.fine_tune_history_, fused.fine_tune_history_, rtol=1e-3)
+    np.testing.assert_allclose(
+        eager.fine_tune_history_["loss"], fused.fine_tune_history_["loss"], rtol=1e-3
+    )
     np.testing.assert_allclose(
         eager.predict_similarity(X), fused.predict_similarity(X), atol=1e-3
     )
@@ -307,9 +316,9 @@ def test_in_batch_negatives_adds_to_the_score_loss(tiny_model, train):
     params = {**FAST, "epochs": 1}
     plain = _regressor(tiny_model, fine_tune_params=params).fit(X, y)
     both = _regressor(tiny_model, fine_tune_params={**params, "in_batch_negatives": 1.0}).fit(X, y)
-    assert np.all(np.isfinite(both.fine_tune_history_))
+    assert np.all(np.isfinite(both.fine_tune_history_["loss"]))
     # Same batches, same first weights: the added term only raises the first loss.
-    assert both.fine_tune_history_[0] > plain.fine_tune_history_[0]
+    assert both.fine_tune_history_["loss"][0] > plain.fine_tune_history_["loss"][0]
     assert not np.array_equal(plain.predict_similarity(X), both.predict_similarity(X))
 
 
@@ -341,7 +350,8 @@ def test_soup_keeps_the_mean_of_its_members_weights(tiny_model, train, tmp_path)
             np.testing.assert_allclose(weight.numpy(), expected.numpy(), atol=1e-6)
             changed += not member3[name].equal(member4[name])
     assert changed > 10  # the members differ, so the mean is a new model
-    np.testing.assert_allclose(soup_history, (np.array(history3) + history4) / 2)
+    np.testing.assert_allclose(soup_history["loss"], (history3["loss"] + history4["loss"]) / 2)
+    np.testing.assert_array_equal(soup_history["step"], history3["step"])
 
 
 def test_bf16_trains_float32_weights_close_to_float32_training(tiny_model, train, monkeypatch):
@@ -359,8 +369,9 @@ def test_bf16_trains_float32_weights_close_to_float32_training(tiny_model, train
         warnings.simplefilter("error", RuntimeWarning)
         bf16 = _regressor(tiny_model, fine_tune_params={**params, "bf16": True}).fit(X, y)
     fp32 = _regressor(tiny_model, fine_tune_params=params).fit(X, y)
-    np.testing.assert_allclose(bf16.fine_tune_history_, fp32.fine_tune_history_, rtol=0.05)
-    assert bf16.fine_tune_history_ != fp32.fine_tune_history_  # autocast did run
+    bf16_losses, fp32_losses = bf16.fine_tune_history_["loss"], fp32.fine_tune_history_["loss"]
+    np.testing.assert_allclose(bf16_losses, fp32_losses, rtol=0.05)
+    assert not np.array_equal(bf16_losses, fp32_losses)  # autocast did run
     weights = load_file(next(Path(bf16.fine_tuned_model_).rglob("model.safetensors")))
     assert {str(t.dtype) for t in weights.values() if t.is_floating_point()} == {"torch.float32"}
 

@@ -168,7 +168,7 @@ def main(argv=None) -> int:
                 folder, dev.sentence1, dev.sentence2, dev.similarity_score
             ).spearman
         row = {"recipe": recipe, "seed": seed, "dev_spearman": dev_spearman,
-               "train_seconds": seconds, "final_loss": history[-1] if history else None,
+               "train_seconds": seconds, "final_loss": float(history["loss"][-1]) if len(history["loss"]) else None,
                "padded_tokens_per_epoch": padded_tokens(args.model, train, recipe, seed)}
         results.append(row)
         print(json.dumps(row), flush=True)

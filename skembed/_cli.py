@@ -325,8 +325,24 @@ def _add_embed(subparsers) -> None:
     parser.set_defaults(func=_embed)
 
 
-def _fine_tune(args) -> int:
+def _json_object(text: str | None, option: str) -> dict:
+    """The JSON object given as ``text`` or in the file it names; {} for None."""
     import json
+
+    if text is None:
+        return {}
+    if Path(text).is_file():
+        text = Path(text).read_text(encoding="utf-8")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{option} is neither a JSON object nor a JSON file: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ValueError(f"{option} must be a JSON object, got {value!r}")
+    return value
+
+
+def _fine_tune(args) -> int:
     import time
 
     import numpy as np
@@ -340,16 +356,7 @@ def _fine_tune(args) -> int:
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise ValueError(f"{args.out!r} is a folder that is not empty; pass --overwrite "
                          "to save the model into it anyway")
-    params = args.params
-    if params is not None and Path(params).is_file():
-        params = Path(params).read_text(encoding="utf-8")
-    try:
-        params = json.loads(params) if params is not None else {}
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--params is neither a JSON object nor a JSON file: {exc}") from exc
-    if not isinstance(params, dict):
-        raise ValueError(f"--params must be a JSON object, got {params!r}")
-    config = FineTuneConfig.from_params(params)
+    config = FineTuneConfig.from_params(_json_object(args.params, "--params"))
     if args.plot:
         from ._plotting import check_plot_path
 
@@ -365,7 +372,8 @@ def _fine_tune(args) -> int:
         from ._plotting import draw_history, save_figure
 
         title = f"fine-tuning {_short_name(args.model)} on {_short_name(args.train)}"
-        print(f"plot:     {save_figure(lambda ax: draw_history(history, ax, title=title), args.plot)}")
+        save_figure(lambda ax: draw_history(history, ax, title=title), args.plot)
+        print(f"plot:     {args.plot}")
     if dev is not None:
         from ._vectorizer import EmbeddingVectorizer
 

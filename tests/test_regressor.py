@@ -223,5 +223,6 @@ def test_column_name_warnings_and_errors_name_the_regressor(tiny_model, pairs):
     with pytest.raises(ValueError, match="Feature names unseen at fit time:\n- q"):
         reg.predict(renamed)
     three = np.c_[X.to_numpy(), X.to_numpy()[:, :1]]
-    with pytest.raises(ValueError, match="X has 3 features, but SimilarityRegressor is expecting 2"):
+    expected = "X has 3 features, but SimilarityRegressor is expecting 2"
+    with pytest.raises(ValueError, match=expected):
         SimilarityRegressor(reg.vectorizer).fit(X.to_numpy(), y).predict(three)

@@ -341,3 +341,14 @@ def test_an_unwritable_plot_is_refused_before_any_work(tiny_model, pairs_csv, tm
                      "--plot", str(tmp_path / plot)]) == 2
         assert message in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.csv"]
+
+
+def test_embed_passes_the_truncation_length_on(tiny_model, table_csv, tmp_path):
+    out = tmp_path / "v.npy"
+    assert _embed(tiny_model, table_csv, "--column", "body", "--out", out,
+                  "--max-seq-length", "3") == 0
+    bodies = pd.read_csv(table_csv)["body"].tolist()
+    short = EmbeddingVectorizer(tiny_model, device="cpu", max_seq_length=3).fit_transform(bodies)
+    full = EmbeddingVectorizer(tiny_model, device="cpu").fit_transform(bodies)
+    np.testing.assert_allclose(np.load(out), short, atol=1e-6)
+    assert not np.allclose(short, full)

@@ -1,7 +1,8 @@
 """Turn whatever a scikit-learn user passes as ``X`` into columns of text.
 
-Knows nothing of models or estimators: it validates cells, applies the
-missing-value policy and reports every problem with its column and row.
+Knows nothing of models: it validates cells, applies the missing-value policy
+and reports every problem with its column and row. It imports nothing of
+skembed but the scikit-learn shim :mod:`skembed._sklearn`.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+from scipy.sparse import issparse
 
-MISSING_POLICIES = ("error", "empty", "zero")
+from ._sklearn import _check_feature_names
 
 
 @dataclass
@@ -45,23 +48,29 @@ class TextColumns:
         return len(self.columns)
 
 
+class MissingTextError(ValueError):
+    """A missing cell (None, NaN, pd.NA, NaT) where a text is required.
+
+    Attributes
+    ----------
+    where : str
+        The first missing cell, as "column ..., row ...".
+    n_missing : int
+        How many cells of that column are missing.
+    """
+
+    def __init__(self, where: str, n_missing: int,
+                 remedy: str = "Fill it, drop it, or set handle_missing='empty' or 'zero'."):
+        self.where = where
+        self.n_missing = n_missing
+        super().__init__(
+            f"Input contains NaN (a missing value) in {where}; {n_missing} missing in that "
+            f"column. {remedy}"
+        )
+
+
 def _module_name(obj) -> str:
     return type(obj).__module__.split(".")[0]
-
-
-def _is_missing(value) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, float):
-        return math.isnan(value)
-    if isinstance(value, np.floating):
-        return bool(np.isnan(value))
-    # pd.NA, pd.NaT and np.datetime64("NaT") without importing pandas eagerly.
-    if type(value).__name__ in ("NAType", "NaTType"):
-        return True
-    if isinstance(value, np.datetime64 | np.timedelta64):
-        return bool(np.isnat(value))
-    return False
 
 
 def _describe_row(row: int, index) -> str:
@@ -78,9 +87,8 @@ def _describe_column(col: int, names) -> str:
     return f"column {names[col]!r} (position {col})"
 
 
-def _cell_to_text(value, col, row, names, index):
-    """Return the text of one non-missing cell, or raise a clear error."""
-    where = f"{_describe_column(col, names)}, {_describe_row(row, index)}"
+def _cell_to_text(value, where: str) -> str:
+    """Return the text of one non-missing cell that is not a plain str, or raise."""
     if isinstance(value, str):
         return str(value)  # np.str_ and other str subclasses become plain str
     if isinstance(value, bytes | np.bytes_):
@@ -105,36 +113,47 @@ def _cell_to_text(value, col, row, names, index):
     )
 
 
-#: What an error about a missing cell tells the user to do, by default.
-MISSING_REMEDY = "Fill it, drop it, or set handle_missing='empty' or 'zero'."
+def _check_unicode(texts: np.ndarray, where) -> None:
+    """Raise a ValueError naming the first text that is not valid Unicode.
+
+    A lone surrogate (``"\\ud800"``, left by bytes decoded with
+    ``errors="surrogateescape"``) cannot be encoded as UTF-8, so no tokenizer
+    can read it.
+    """
+    for row, text in enumerate(texts):
+        if text.isascii():
+            continue
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"Invalid text at {where(row)}: character {exc.start} is "
+                f"{text[exc.start]!r}, a lone surrogate, which is not valid Unicode (the trace "
+                "of bytes decoded with errors='surrogateescape'). Repair or drop that text."
+            ) from None
 
 
-def _column_from_array(values: np.ndarray, col, names, index, handle_missing,
-                       missing_remedy=MISSING_REMEDY):
+def _column_from_array(values: np.ndarray, col, names, index, handle_missing):
     n = len(values)
+
+    def where(row: int) -> str:
+        return f"{_describe_column(col, names)}, {_describe_row(row, index)}"
+
     if values.dtype.kind == "U":
-        return values.astype(object), np.zeros(n, dtype=bool)
+        texts = values.astype(object)
+        _check_unicode(texts, where)
+        return texts, np.zeros(n, dtype=bool)
     if values.dtype.kind == "c":
-        raise ValueError(
-            f"Complex data not supported in {_describe_column(col, names)}."
-        )
-    texts = np.empty(n, dtype=object)
-    missing = np.zeros(n, dtype=bool)
-    for row, value in enumerate(values.tolist() if values.dtype.kind != "O" else values):
-        if type(value) is str:  # the hot path: plain text cells
-            texts[row] = value
-        elif _is_missing(value):
-            missing[row] = True
-            texts[row] = ""
-        else:
-            texts[row] = _cell_to_text(value, col, row, names, index)
+        raise ValueError(f"Complex data not supported in {_describe_column(col, names)}.")
+    values = values.astype(object, copy=False)
+    missing = np.asarray(pd.isna(values), dtype=bool)
     if missing.any() and handle_missing == "error":
-        row = int(np.flatnonzero(missing)[0])
-        raise ValueError(
-            f"Input contains NaN (a missing value) in {_describe_column(col, names)}, "
-            f"{_describe_row(row, index)}; {int(missing.sum())} missing in that column. "
-            f"{missing_remedy}"
-        )
+        raise MissingTextError(where(int(np.flatnonzero(missing)[0])), int(missing.sum()))
+    texts = values.copy()
+    texts[missing] = ""
+    for row in np.flatnonzero([type(v) is not str for v in texts]):
+        texts[row] = _cell_to_text(texts[row], where(int(row)))
+    _check_unicode(texts, where)
     return texts, missing
 
 
@@ -145,26 +164,20 @@ def _raw_columns(X):
             "Iterable over raw text documents expected, string object received. "
             "Wrap a single text in a list: ['my text']."
         )
-    if hasattr(X, "toarray") or hasattr(X, "tocsr") or type(X).__name__.endswith(
-        ("_matrix", "_array")
-    ) and _module_name(X) == "scipy":
+    if issparse(X):
         raise TypeError(
             "Sparse input is not supported: skembed embeds text, "
             "pass a dense array, list or dataframe of strings."
         )
-    module = _module_name(X)
-    if module == "pandas":
-        import pandas as pd
-
-        if isinstance(X, pd.DataFrame):
-            names = [str(c) for c in X.columns]
-            if not all(isinstance(c, str) for c in X.columns):
-                names = None
-            cols = [X.iloc[:, j].to_numpy(dtype=object) for j in range(X.shape[1])]
-            return cols, names, X.index
-        if isinstance(X, pd.Series):
-            return [X.to_numpy(dtype=object)], None, X.index
-    if module == "polars":
+    if isinstance(X, pd.DataFrame):
+        names = [str(c) for c in X.columns]
+        if not all(isinstance(c, str) for c in X.columns):
+            names = None
+        cols = [X.iloc[:, j].to_numpy(dtype=object) for j in range(X.shape[1])]
+        return cols, names, X.index
+    if isinstance(X, pd.Series):
+        return [X.to_numpy(dtype=object)], None, X.index
+    if _module_name(X) == "polars":
         import polars as pl
 
         if isinstance(X, pl.DataFrame):
@@ -200,9 +213,7 @@ def _raw_columns(X):
     raise ValueError(f"Expected 1-D or 2-D input, got an array with {array.ndim} dimensions.")
 
 
-def to_text_columns(
-    X, *, handle_missing: str = "error", min_columns: int = 1, missing_remedy: str = MISSING_REMEDY
-) -> TextColumns:
+def to_text_columns(X, *, handle_missing: str = "error", min_columns: int = 1) -> TextColumns:
     """Validate ``X`` and return its text columns.
 
     Parameters
@@ -210,13 +221,11 @@ def to_text_columns(
     X : list, tuple, ndarray, pandas/polars Series or DataFrame
         A single text column (1-D) or several (2-D).
     handle_missing : {"error", "empty", "zero"}
-        ``"error"`` raises a ValueError naming the first missing cell; the
-        other policies record missing cells in :attr:`TextColumns.missing`.
+        ``"error"`` raises a :class:`MissingTextError` naming the first
+        missing cell; the other policies (see ``_options.MISSING_POLICIES``)
+        record missing cells in :attr:`TextColumns.missing`.
     min_columns : int
         Raise if ``X`` has fewer columns (pairs need two).
-    missing_remedy : str
-        The advice that ends the error about a missing cell (callers that are
-        not estimators name their own options).
 
     Examples
     --------
@@ -240,12 +249,36 @@ def to_text_columns(
         )
     columns, missing = [], []
     for col, values in enumerate(raw):
-        texts, miss = _column_from_array(
-            np.asarray(values), col, names, index, handle_missing, missing_remedy
-        )
+        texts, miss = _column_from_array(np.asarray(values), col, names, index, handle_missing)
         columns.append(texts)
         missing.append(miss)
     return TextColumns(columns=columns, missing=missing, names=names, index=index)
+
+
+def validate_text_columns(estimator, X, *, reset: bool, handle_missing: str, min_columns: int = 1):
+    """Check ``X``'s column names and count against ``estimator`` and read its texts.
+
+    With ``reset=True`` the estimator learns them (``n_features_in_``,
+    ``feature_names_in_``); warnings and errors name the estimator the user called.
+    """
+    # Names first, as scikit-learn does: a renamed column is reported as
+    # such, not as the missing values a reindexed dataframe would hold.
+    _check_feature_names(estimator, X, reset=reset)
+    columns = to_text_columns(X, handle_missing=handle_missing, min_columns=min_columns)
+    if reset:
+        estimator.n_features_in_ = columns.n_columns
+    elif columns.n_columns != estimator.n_features_in_:
+        hint = (
+            " A 1-D input is read as one text column: Reshape your data to 2-D "
+            "with one column per text field."
+            if columns.n_columns == 1
+            else ""
+        )
+        raise ValueError(
+            f"X has {columns.n_columns} features, but {type(estimator).__name__} is "
+            f"expecting {estimator.n_features_in_} features as input.{hint}"
+        )
+    return columns
 
 
 def unique_texts(columns) -> tuple[list, list]:

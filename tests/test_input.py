@@ -222,3 +222,25 @@ def test_a_numeric_index_label_is_shown_as_a_plain_number():
     series = pd.Series(["a", None], index=np.array([10, 1006], dtype=np.int64))
     with pytest.raises(ValueError, match=r"row 1 \(index label 1006\)"):
         to_text_columns(series)
+
+
+@pytest.mark.parametrize(
+    "X, where",
+    [
+        (["ok", "bad \ud800 text"], r"column 0, row 1"),
+        (pd.DataFrame({"title": ["ok", "fine"], "body": ["x", "\udcff"]}, index=[5, 9],
+                      dtype=object),
+         r"column 'body' \(position 1\), row 1 \(index label 9\)"),
+        (np.array(["ok", "a\udc80"]), r"column 0, row 1"),
+    ],
+    ids=["list", "dataframe", "str-array"],
+)
+def test_a_lone_surrogate_is_named_with_its_column_and_row(X, where):
+    with pytest.raises(ValueError, match=rf"Invalid text at {where}: character \d+ is .*lone "
+                                         r"surrogate.*not valid Unicode"):
+        to_text_columns(X)
+
+
+def test_text_that_is_valid_unicode_passes_untouched():
+    texts = ["ñandú", "emoji 🦜", "中文", "\u2028 separador", "tab\tand\nnewline"]
+    assert _texts(to_text_columns(texts)) == [texts]

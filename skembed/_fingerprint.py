@@ -110,6 +110,20 @@ def _model_files(folder: str) -> list:
     return files
 
 
+def folder_signature(folder: str | os.PathLike) -> tuple:
+    """What changes whenever a file of a model folder is rewritten, without reading any.
+
+    The folder's real path and each model file's relative path, size,
+    modification time (ns) and inode: cheap enough to ask before every use.
+    """
+    folder = os.path.realpath(folder)
+    entries = []
+    for rel, path in _model_files(folder):
+        st = os.stat(path)
+        entries.append((rel, st.st_size, st.st_mtime_ns, st.st_ino))
+    return (folder, *entries)
+
+
 def folder_fingerprint(folder: str | os.PathLike) -> str:
     """Digest of every file of a model folder that can change a vector.
 

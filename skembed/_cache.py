@@ -1,76 +1,55 @@
 """A cache of sentence embeddings: in memory, or on disk in an SQLite file.
 
-This module knows nothing of scikit-learn. :class:`EmbeddingCache` is a
-light handle (it pickles as its path); the stores behind it are process-wide,
-so every clone of an estimator in a process shares one store, one SQLite
-connection and one set of hit/miss counters.
+The cache only stores. The vectorizer asks it for a :func:`model_key`, then
+``lookup(key, texts) -> (vectors, missing)``, encodes what is missing and
+``store``-s it; the cache never loads a model and imports neither the engine,
+torch nor scikit-learn.
 
 A vector is stored under two keys:
 
 * the **model key**, a digest of everything that changes a vector: the
-  model's identity (files or hub commit, see :mod:`skembed._fingerprint`),
-  backend, precision, device type, max_seq_length, pooling, normalisation and
-  the format of this key;
+  identity of the model's files (or hub commit, see :mod:`skembed._fingerprint`),
+  the device type, the model options that change vectors (declared in
+  :mod:`skembed._options`) and the version of this key. Normalisation is not in
+  it: vectors are stored as the model gives them and normalised after reading,
+  so normalised and raw uses share them;
 * the **text key**, the 16-byte blake2b digest of the text.
 
-The disk store is an SQLite database in WAL mode: readers never wait, writers
-take turns, and every write is one transaction, so a process killed mid-write
-leaves no partial vector. Each vector is a raw little-endian float32 blob with
-a CRC-32; a vector whose length or checksum is wrong is dropped and recomputed.
+:class:`EmbeddingCache` is a light handle (it pickles as its path); the state
+behind it is process-wide, so every clone of an estimator in a process shares
+one store, one SQLite connection and one set of hit/miss counters.
 """
 
 from __future__ import annotations
 
-import functools
+import atexit
 import hashlib
 import json
 import os
-import sqlite3
 import threading
-import time
-import warnings
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._engine import EncoderConfig, get_encoder
 from ._fingerprint import file_digests, learn_file_digests, model_identity
+from ._memory_store import MemoryStore
+from ._options import EncoderConfig, key_options
+from ._sqlite_store import (  # noqa: F401 - PAGE_SIZE and CacheVersionError re-exported
+    PAGE_SIZE,
+    SCHEMA_VERSION,
+    CacheError,
+    CacheVersionError,
+    SQLiteStore,
+)
 
-SCHEMA_NAME = "skembed-embedding-cache"
-SCHEMA_VERSION = 1
 #: Bump when the engine's computation changes in a way that changes vectors.
-KEY_VERSION = 2  # 2: chunked batching (2026-11-28)
-#: SQLite page size of new cache files (bytes). With 4 KB pages, vectors of
-#: 256 dimensions or more spill into overflow pages: 3x the file, slower reads.
-PAGE_SIZE = 32768
-#: Bytes of a cache file SQLite reads through a memory map.
-MMAP_BYTES = 2**30
-#: Name prefix of the model-file digests kept in ``skembed_meta``.
-_DIGEST_PREFIX = "file-digest "
-#: Texts per ``IN (...)`` query.
-_CHUNK = 900
+KEY_VERSION = 3  # 3: prompts and truncate_dim, texts no longer stripped, raw vectors (2026-12-01)
 #: Bytes of vectors a process keeps in memory in front of a cache file.
 FRONT_MAX_BYTES = 512 * 2**20
-_TABLES = ("skembed_meta", "skembed_models", "skembed_vectors", "skembed_stats")
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS skembed_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS skembed_models (
-    model BLOB PRIMARY KEY, dim INTEGER NOT NULL, description TEXT NOT NULL,
-    created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS skembed_vectors (
-    model BLOB NOT NULL, text BLOB NOT NULL, vector BLOB NOT NULL, crc INTEGER NOT NULL,
-    PRIMARY KEY (model, text)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS skembed_stats (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO skembed_meta VALUES ('schema', '{SCHEMA_NAME}');
-INSERT OR IGNORE INTO skembed_meta VALUES ('version', '{SCHEMA_VERSION}');
-INSERT OR IGNORE INTO skembed_stats VALUES ('hits', 0);
-INSERT OR IGNORE INTO skembed_stats VALUES ('misses', 0);
-"""
-
-
-class CacheError(ValueError):
-    """A cache file that skembed cannot use: foreign, corrupted or of another version."""
+#: The file a cache folder holds (``cache="my_folder/"``).
+FILE_IN_FOLDER = "skembed-cache.sqlite"
+#: Seconds a process waits, as it exits, to write its last counts and digests to a file.
+EXIT_WRITE_TIMEOUT = 0.5
 
 
 @dataclass(frozen=True)
@@ -81,30 +60,19 @@ class ModelKey:
     description: dict
 
 
-@functools.lru_cache(maxsize=None)
-def _device_type(device: str) -> str:
-    if device == "auto":
-        from ._engine import resolve_device
+def model_key(config: EncoderConfig, device_type: str) -> ModelKey | None:
+    """The model key of vectors computed with ``config`` on a ``device_type``.
 
-        device = resolve_device(device)
-    return device.split(":")[0]
-
-
-def model_key(config: EncoderConfig, *, normalize: bool) -> ModelKey | None:
-    """The model key of vectors computed with ``config``; None if the model is unknown yet."""
+    None if the model is unknown yet (a hub model neither downloaded nor reachable).
+    """
     identity = model_identity(config.model, config.revision)
     if identity is None:
         return None
     description = {
         "key_version": KEY_VERSION,
         "identity": identity,
-        "backend": config.backend,
-        "pooling": "model modules" if config.backend == "sentence-transformers" else "mask mean",
-        "precision": config.precision,
-        "device_type": _device_type(config.device),
-        "max_seq_length": config.max_seq_length,
-        "normalize": bool(normalize),
-        "trust_remote_code": bool(config.trust_remote_code),
+        "device_type": device_type,
+        **key_options(config),
     }
     digest = hashlib.blake2b(
         json.dumps(description, sort_keys=True).encode(), digest_size=16
@@ -123,447 +91,70 @@ def text_key(text: str) -> bytes:
     return text_keys([text])[0]
 
 
-class _Store:
-    """What both stores count; ``fetch`` and ``put`` are theirs."""
+class _State:
+    """What a process holds for one cache path: its stores and its counters."""
 
-    def __init__(self):
-        self.hits = 0
-        self.misses = 0
-        self.lock = threading.RLock()
+    def __init__(self, path: str | None):
+        self.lock = threading.Lock()
+        self.hits = self.misses = 0
+        self.pending = (0, 0)  # counts not yet in the file
+        self.saved_digests: set = set()
+        self.digests_pid = None
+        self.opened_pid = None
+        if path is None:
+            self.front, self.file = MemoryStore(), None
+        else:
+            self.front, self.file = MemoryStore(FRONT_MAX_BYTES), SQLiteStore(path)
 
     def count(self, hits: int, misses: int) -> None:
         with self.lock:
             self.hits += hits
             self.misses += misses
+            self.pending = (self.pending[0] + hits, self.pending[1] + misses)
 
-    def load_file_digests(self) -> None:
-        """Learn the model-file digests kept by the store (none in memory)."""
-
-    def save_file_digests(self) -> None:
-        """Keep this process's model-file digests in the store (not in memory)."""
-
-
-class _MemoryStore(_Store):
-    """Vectors in one growing array per model key, for the life of the process.
-
-    ``index[digest]`` maps a text to its row in ``pools[digest]``, so a lookup
-    is one fancy-indexing copy.
-    """
-
-    kind = "memory"
-
-    def __init__(self, max_bytes: int | None = None):
-        super().__init__()
-        self.max_bytes = max_bytes
-        self.nbytes = 0
-        self.index: dict = {}
-        self.pools: dict = {}
-        self.dims: dict = {}
-        self.descriptions: dict = {}
-
-    def dimension(self, key: ModelKey) -> int | None:
-        return self.dims.get(key.digest)
-
-    def fetch(self, key: ModelKey, texts: list, dim: int):
+    def take_pending(self) -> tuple:
         with self.lock:
-            index = self.index.get(key.digest)
-            if index is None:
-                return np.empty((len(texts), dim), dtype=np.float32), list(range(len(texts)))
-            get = index.get
-            rows = np.fromiter((get(t, -1) for t in texts), dtype=np.intp, count=len(texts))
-            out = self.pools[key.digest][rows]
-        return out, np.flatnonzero(rows < 0).tolist()
+            pending, self.pending = self.pending, (0, 0)
+        return pending
 
-    def put(self, key: ModelKey, texts: list, vectors: np.ndarray) -> None:
+    def take_new_digests(self) -> dict:
+        """The model-file digests this process knows and the file does not keep yet."""
         with self.lock:
-            if self.max_bytes is not None and self.nbytes + vectors.nbytes > self.max_bytes:
-                self.clear(counts=False)
-            dim = self.dims.setdefault(key.digest, vectors.shape[1])
-            _check_dim(dim, vectors, key)
-            self.descriptions[key.digest] = key.description
-            index = self.index.setdefault(key.digest, {})
-            if index:
-                first: dict = {}
-                for i, text in enumerate(texts):
-                    if text not in index:
-                        first.setdefault(text, i)
-                if not first:
-                    return
-            else:  # a first put: every text is new (a repeated one keeps its last row)
-                first = dict(zip(texts, range(len(texts))))
-            # All new and distinct (a first read): no fancy-indexing copy.
-            new = slice(None) if len(first) == len(texts) else list(first.values())
-            pool = self.pools.get(key.digest, np.empty((0, dim), dtype=np.float32))
-            size, n_new = len(index), len(first)
-            if size + n_new > len(pool):
-                grown = np.empty((max(2 * len(pool), size + n_new, 1024), dim), np.float32)
-                grown[:size] = pool[:size]
-                pool = grown
-            pool[size : size + n_new] = vectors[new]
-            self.pools[key.digest] = pool
-            index.update(zip(first, range(size, size + n_new)))
-            self.nbytes += n_new * 4 * dim
-
-    def info(self) -> dict:
-        with self.lock:
-            models = [
-                {**self.descriptions[d], "dim": self.dims[d], "n_vectors": len(index)}
-                for d, index in self.index.items()
-            ]
-        return {
-            "path": None,
-            "kind": self.kind,
-            "size_bytes": sum(m["dim"] * 4 * m["n_vectors"] for m in models),
-            "n_vectors": sum(m["n_vectors"] for m in models),
-            "models": models,
-            "hits": self.hits,
-            "misses": self.misses,
-        }
-
-    def clear(self, counts: bool = True) -> int:
-        with self.lock:
-            n_vectors = sum(len(index) for index in self.index.values())
-            self.index.clear()
-            self.pools.clear()
-            self.dims.clear()
-            self.descriptions.clear()
-            self.nbytes = 0
-            if counts:
-                self.hits = self.misses = 0
-        return n_vectors
+            new = {k: v for k, v in file_digests().items() if k not in self.saved_digests}
+            self.saved_digests |= set(new)
+        return new
 
 
-def _check_dim(dim: int, vectors: np.ndarray, key: ModelKey) -> None:
-    if vectors.shape[1] != dim:
-        raise CacheError(
-            f"The cache holds {dim}-dimensional vectors for model {key.description['model']!r} "
-            f"but the model now gives {vectors.shape[1]} dimensions; clear the cache."
-        )
+_STATES: dict = {}
+_STATES_LOCK = threading.Lock()
 
 
-class _SQLiteStore(_Store):
-    """Vectors in an SQLite file, shared by every process that opens it."""
-
-    kind = "sqlite"
-
-    def __init__(self, path: str):
-        super().__init__()
-        self.path = path
-        self._conn = None
-        self._pid = None
-        # Vectors read or written by this process, served without a query.
-        # They are never stale: a model key's vectors never change.
-        self.front = _MemoryStore(max_bytes=FRONT_MAX_BYTES)
-        self._digests_pid = None
-        self._saved_digests: set = set()
-
-    # -- connection and schema ------------------------------------------------
-    def _error(self, problem: str) -> CacheError:
-        return CacheError(
-            f"{self.path!r} is not a usable skembed embedding cache: {problem}. Delete the "
-            "file, or choose another path for the cache."
-        )
-
-    def _connection(self) -> sqlite3.Connection:
-        """The connection of this process (a forked child opens its own)."""
-        if self._conn is not None and self._pid == os.getpid():
-            return self._conn
-        directory = os.path.dirname(self.path)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
-        conn = sqlite3.connect(
-            self.path, timeout=120, isolation_level=None, check_same_thread=False
-        )
-        try:
-            # Only takes effect on a new file: a vector then fits in its leaf
-            # page instead of spilling into an overflow page of its own.
-            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")  # reads without a copy per page
-            self._check_schema(conn, create=True)
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise self._error(str(exc)) from None
-        except CacheError:
-            conn.close()
-            raise
-        self._conn, self._pid = conn, os.getpid()
-        return conn
-
-    def _check_schema(self, conn, *, create: bool) -> None:
-        tables = {
-            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-        }
-        if not tables and create:
-            with _transaction(conn):
-                for statement in _SCHEMA.strip().split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-            return
-        if "skembed_meta" not in tables:
-            raise self._error(f"it is a database of other tables ({', '.join(sorted(tables))})")
-        meta = dict(conn.execute("SELECT name, value FROM skembed_meta"))
-        if meta.get("schema") != SCHEMA_NAME:
-            raise self._error(f"unknown schema marker {meta.get('schema')!r}")
-        if meta.get("version") != str(SCHEMA_VERSION):
-            raise CacheError(
-                f"{self.path!r} was written by another version of skembed (cache schema "
-                f"{meta.get('version')}, this version reads {SCHEMA_VERSION}). Empty it with "
-                f"`skembed cache clear {self.path}`."
-            )
-        if not set(_TABLES) <= tables:
-            raise self._error(f"tables {sorted(set(_TABLES) - tables)} are missing")
-
-    def _run(self, function, *args):
-        """Run ``function(conn, *args)`` under the store's lock, with clear errors."""
-        with self.lock:
-            conn = self._connection()
-            try:
-                return function(conn, *args)
-            except sqlite3.DatabaseError as exc:
-                if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                    raise
-                raise self._error(str(exc)) from None
-
-    # -- model-file digests -------------------------------------------------------
-    # A new process would hash a 540 MB weight file before its first cached
-    # read; the file keeps the digests, valid while path, size, mtime and inode match.
-    def load_file_digests(self) -> None:
-        if self._digests_pid == os.getpid():
-            return
-        rows = self._run(
-            lambda c: c.execute(
-                "SELECT name, value FROM skembed_meta WHERE name >= ? AND name < ?",
-                (_DIGEST_PREFIX, _DIGEST_PREFIX + "\uffff"),
-            ).fetchall()
-        )
-        known = {}
-        for name, digest in rows:
-            try:
-                known[tuple(json.loads(name[len(_DIGEST_PREFIX) :]))] = digest
-            except ValueError:
-                continue
-        learn_file_digests(known)
-        self._saved_digests = set(known)
-        self._digests_pid = os.getpid()
-
-    def save_file_digests(self) -> None:
-        new = {k: v for k, v in file_digests().items() if k not in self._saved_digests}
-        if not new:
-            return
-
-        def insert(conn):
-            with _transaction(conn):
-                conn.executemany(
-                    "INSERT OR IGNORE INTO skembed_meta VALUES (?, ?)",
-                    [(_DIGEST_PREFIX + json.dumps(list(k)), v) for k, v in new.items()],
-                )
-
-        try:
-            self._run(insert)
-        except sqlite3.OperationalError:  # the file is busy: next time
-            return
-        self._saved_digests |= set(new)
-
-    # -- vectors ----------------------------------------------------------------
-    def dimension(self, key: ModelKey) -> int | None:
-        row = self._run(
-            lambda c: c.execute(
-                "SELECT dim FROM skembed_models WHERE model=?", (key.digest,)
-            ).fetchone()
-        )
-        return None if row is None else int(row[0])
-
-    def fetch(self, key: ModelKey, texts: list, dim: int):
-        out, missing = self.front.fetch(key, texts, dim)
-        if not missing:
-            return out, missing
-        everything = len(missing) == len(texts)
-        todo = texts if everything else [texts[i] for i in missing]
-        rows = np.arange(len(texts)) if everything else np.asarray(missing)
-        found = self._fetch_file(key, todo, dim, out, rows)
-        if found.all():
-            self.front.put(key, todo, out if everything else out[rows])
-        elif found.any():
-            self.front.put(key, [t for t, f in zip(todo, found) if f], out[rows[found]])
-        return out, rows[~found].tolist()
-
-    def _fetch_file(self, key: ModelKey, texts: list, dim: int, out: np.ndarray,
-                    rows: np.ndarray) -> np.ndarray:
-        """Write the file's vectors of ``texts`` into ``out[rows]``; which were found."""
-        keys = text_keys(texts)
-        index_of = dict(zip(keys, range(len(keys))))
-        out_rows = rows.tolist()
-        found = np.zeros(len(texts), dtype=bool)
-        nbytes = 4 * dim
-        bad = []
-        crc32, frombuffer = zlib.crc32, np.frombuffer
-        for text, blob, crc in self._run(self._select, key.digest, keys):
-            if len(blob) == nbytes and crc32(blob) == crc:
-                i = index_of[text]
-                out[out_rows[i]] = frombuffer(blob, dtype="<f4")
-                found[i] = True
-            else:
-                bad.append(text)
-        if bad:
-            warnings.warn(
-                f"{len(bad)} vector(s) in the embedding cache {self.path!r} failed their "
-                "length or checksum test; they are recomputed.",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-            self._run(self._delete, key.digest, bad)
-        return found
-
-    @staticmethod
-    def _select(conn, model: bytes, keys: list) -> list:
-        rows = []
-        for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            rows.extend(
-                conn.execute(
-                    "SELECT text, vector, crc FROM skembed_vectors "
-                    f"WHERE model=? AND text IN ({marks})",
-                    (model, *chunk),
-                )
-            )
-        return rows
-
-    @staticmethod
-    def _delete(conn, model: bytes, keys: list) -> None:
-        with _transaction(conn):
-            conn.executemany(
-                "DELETE FROM skembed_vectors WHERE model=? AND text=?", [(model, k) for k in keys]
-            )
-
-    def put(self, key: ModelKey, texts: list, vectors: np.ndarray) -> None:
-        self._run(self._insert, key, texts, vectors)
-        self.front.put(key, texts, vectors)
-
-    @staticmethod
-    def _insert(conn, key: ModelKey, texts: list, vectors: np.ndarray) -> None:
-        with _transaction(conn):
-            conn.execute(
-                "INSERT OR IGNORE INTO skembed_models VALUES (?, ?, ?, ?)",
-                (key.digest, vectors.shape[1], json.dumps(key.description), time.time()),
-            )
-            (dim,) = conn.execute(
-                "SELECT dim FROM skembed_models WHERE model=?", (key.digest,)
-            ).fetchone()
-            _check_dim(dim, vectors, key)
-            conn.executemany(
-                "INSERT OR IGNORE INTO skembed_vectors VALUES (?, ?, ?, ?)",
-                _vector_rows(key.digest, texts, vectors),
-            )
-
-    def flush_counts(self, hits: int, misses: int) -> None:
-        """Add to the file's lifetime counters (skipped if the file is read-only or busy)."""
-
-        def update(conn):
-            with _transaction(conn):
-                conn.executemany(
-                    "UPDATE skembed_stats SET value = value + ? WHERE name = ?",
-                    [(hits, "hits"), (misses, "misses")],
-                )
-
-        try:
-            self._run(update)
-        except sqlite3.OperationalError:
-            pass
-
-    # -- observation ------------------------------------------------------------
-    def size_bytes(self) -> int:
-        return sum(
-            os.path.getsize(self.path + suffix)
-            for suffix in ("", "-wal", "-shm")
-            if os.path.exists(self.path + suffix)
-        )
-
-    def info(self) -> dict:
-        def read(conn):
-            models = {
-                digest: {**json.loads(description), "dim": dim, "n_vectors": 0}
-                for digest, dim, description in conn.execute(
-                    "SELECT model, dim, description FROM skembed_models ORDER BY created"
-                )
-            }
-            for digest, count in conn.execute(
-                "SELECT model, COUNT(*) FROM skembed_vectors GROUP BY model"
-            ):
-                if digest in models:
-                    models[digest]["n_vectors"] = count
-            stats = dict(conn.execute("SELECT name, value FROM skembed_stats"))
-            return list(models.values()), stats
-
-        models, stats = self._run(read)
-        return {
-            "path": self.path,
-            "kind": self.kind,
-            "schema_version": SCHEMA_VERSION,
-            "size_bytes": self.size_bytes(),
-            "n_vectors": sum(m["n_vectors"] for m in models),
-            "models": models,
-            "hits": int(stats.get("hits", 0)),
-            "misses": int(stats.get("misses", 0)),
-            "process_hits": self.hits,
-            "process_misses": self.misses,
-        }
-
-    def clear(self) -> int | None:
-        """Delete every vector; a cache of another skembed version is rebuilt empty."""
-        with self.lock:
-            self.hits = self.misses = 0
-            self.front.clear()
-            try:
-                conn = self._connection()
-            except CacheError as exc:
-                if "another version" not in str(exc):
-                    raise
-                conn = sqlite3.connect(self.path, timeout=120, isolation_level=None)
-                with _transaction(conn):
-                    for table in _TABLES:
-                        conn.execute(f"DROP TABLE IF EXISTS {table}")
-                conn.close()
-                self._connection()
-                return None
-            with _transaction(conn):
-                (n_vectors,) = conn.execute("SELECT COUNT(*) FROM skembed_vectors").fetchone()
-                conn.execute("DELETE FROM skembed_vectors")
-                conn.execute("DELETE FROM skembed_models")
-                conn.execute("UPDATE skembed_stats SET value = 0")
-            conn.execute("VACUUM")
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            return n_vectors
+def _state(path: str | None) -> _State:
+    with _STATES_LOCK:
+        state = _STATES.get(path)
+        if state is None:
+            state = _STATES[path] = _State(path)
+        return state
 
 
-def _vector_rows(model: bytes, texts: list, vectors: np.ndarray):
-    """Rows of the vectors table: (model, text key, float32 blob, CRC-32)."""
-    vectors = np.ascontiguousarray(vectors, dtype="<f4")
-    for key, vector in zip(text_keys(texts), vectors):
-        blob = vector.tobytes()
-        yield model, key, blob, zlib.crc32(blob)
+@atexit.register
+def _write_notes_at_exit() -> None:
+    """Write what this process's reads learnt (counts, digests) to each file, if it is free."""
+    for state in list(_STATES.values()):
+        if state.file is None or state.digests_pid != os.getpid():
+            continue
+        pending, digests = state.take_pending(), state.take_new_digests()
+        if any(pending) or digests:
+            state.file.keep_notes(pending, digests, EXIT_WRITE_TIMEOUT)
 
 
-class _transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` on any error."""
-
-    def __init__(self, conn):
-        self.conn = conn
-
-    def __enter__(self):
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type, exc, tb):
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
-        return False
-
-
-_STORES: dict = {}
-_STORES_LOCK = threading.Lock()
-_LOADED_IDENTITY: dict = {}
-_UNRESOLVED_WARNED: set = set()
+def _cache_file(path) -> str:
+    """The SQLite file a ``cache`` path means: a folder holds :data:`FILE_IN_FOLDER`."""
+    given = os.path.expanduser(os.fspath(path))
+    path = os.path.abspath(given)
+    if os.path.isdir(path) or given.endswith((os.sep, "/")):
+        return os.path.join(path, FILE_IN_FOLDER)
+    return path
 
 
 class EmbeddingCache:
@@ -572,13 +163,16 @@ class EmbeddingCache:
     Pass it (or simply a path, or ``"memory"``) as the ``cache`` parameter of
     :class:`~skembed.EmbeddingVectorizer`. A vector is served only when the
     model's files (or hub commit), backend, precision, device type,
-    max_seq_length, pooling and normalisation are those it was computed with.
+    max_seq_length, prompt and truncate_dim are those it was computed with;
+    vectors are stored as the model gives them, and normalised after reading.
 
     Parameters
     ----------
     path : str, path-like or None, default=None
         An SQLite file, created if absent and shared safely by several
-        processes; None keeps the vectors in this process's memory.
+        processes, or a folder, which then holds the file
+        ``skembed-cache.sqlite``; None keeps the vectors in this process's
+        memory.
 
     Attributes
     ----------
@@ -587,9 +181,11 @@ class EmbeddingCache:
 
     Examples
     --------
-    >>> import tempfile, os
+    >>> import tempfile
     >>> from skembed import EmbeddingCache, EmbeddingVectorizer
-    >>> cache = EmbeddingCache(os.path.join(tempfile.mkdtemp(), "embeddings.sqlite"))
+    >>> cache = EmbeddingCache(tempfile.mkdtemp())  # a folder: the file goes inside
+    >>> cache.path.endswith("skembed-cache.sqlite")
+    True
     >>> vectorizer = EmbeddingVectorizer(MINILM, cache=cache)
     >>> X = vectorizer.fit_transform(["A man plays a guitar.", "A dog runs."])
     >>> X = vectorizer.transform(["A dog runs."])  # served by the cache
@@ -603,7 +199,7 @@ class EmbeddingCache:
                 f"EmbeddingCache(path) takes a str, a path-like or None, got "
                 f"{type(path).__name__}."
             )
-        self.path = None if path is None else os.path.abspath(os.path.expanduser(path))
+        self.path = None if path is None else _cache_file(path)
 
     def __reduce__(self):
         return (type(self), (self.path,))
@@ -623,105 +219,160 @@ class EmbeddingCache:
     def __repr__(self):
         return f"{type(self).__name__}({self.path!r})"
 
-    def _store(self):
-        with _STORES_LOCK:
-            store = _STORES.get(self.path)
-            if store is None:
-                store = _MemoryStore() if self.path is None else _SQLiteStore(self.path)
-                _STORES[self.path] = store
-            return store
+    @property
+    def _state(self) -> _State:
+        return _state(self.path)
 
-    # -- used by the estimators ---------------------------------------------------
-    def _model_key(self, config: EncoderConfig, normalize: bool) -> ModelKey | None:
-        store = self._store()
-        store.load_file_digests()
-        key = model_key(config, normalize=normalize)
-        store.save_file_digests()
-        return key
+    # -- used by the estimators ----------------------------------------------------
+    def open(self) -> None:
+        """Create or open the file now; a :class:`CacheError` if it cannot be used.
 
-    def dimension(self, config: EncoderConfig, *, normalize: bool) -> int:
-        """Dimension of the model's vectors: from the cache if it knows it, else loading it."""
-        key = self._model_key(config, normalize)
-        dim = None if key is None else self._store().dimension(key)
-        if dim is None:
-            if key is not None:
-                _note_load(config, key)
-            dim = get_encoder(config).dimension
+        Estimators call it before any text is embedded, so a cache out of
+        reach never costs the work done before the first write; every other
+        use of the cache opens it too.
+        """
+        if self.path is None:
+            return
+        remedy = "Choose another path for the cache, or make this one writable."
+        folder = os.path.dirname(self.path)
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise CacheError(
+                f"Cannot create the folder {folder!r} of the embedding cache "
+                f"{self.path!r}: {exc.strerror or exc}. {remedy}"
+            ) from None
+        if os.path.exists(self.path) and (
+            not os.path.isfile(self.path)
+            or not os.access(self.path, os.W_OK)
+            or not os.stat(self.path).st_mode & 0o222
+        ):
+            what = "not a file" if not os.path.isfile(self.path) else "read-only"
+            raise CacheError(f"The embedding cache {self.path!r} is {what}. {remedy}")
+        if not os.access(folder, os.W_OK):
+            raise CacheError(
+                f"The folder {folder!r} of the embedding cache is not writable (SQLite writes "
+                f"its journal beside the file). {remedy}"
+            )
+        self._state.file.connection()
+        self._state.opened_pid = os.getpid()
+
+    def _ensure_open(self) -> None:
+        """:meth:`open` once per process (every use of the cache starts here)."""
+        if self.path is not None and self._state.opened_pid != os.getpid():
+            self.open()
+
+    def model_key(self, config: EncoderConfig, device_type: str) -> ModelKey | None:
+        """The model key of ``config`` run on ``device_type``; None if the model is unknown yet.
+
+        A cache file keeps the digests of model files, so that a new process
+        need not read a 540 MB weight file again before its first cached read.
+        """
+        self._ensure_open()
+        state = self._state
+        if state.file is not None and state.digests_pid != os.getpid():
+            known = state.file.file_digests()
+            learn_file_digests(known)
+            state.saved_digests, state.digests_pid = set(known), os.getpid()
+        return model_key(config, device_type)
+
+    def dimension(self, key: ModelKey) -> int | None:
+        """Dimension of the vectors stored under ``key``; None if none are."""
+        self._ensure_open()
+        state = self._state
+        dim = state.front.dimension(key.digest)
+        if dim is None and state.file is not None:
+            dim = state.file.dimension(key.digest)
         return dim
 
-    def embed(self, config: EncoderConfig, texts: list, *, normalize: bool, encode) -> np.ndarray:
-        """Vectors of distinct ``texts``: cached ones read back, the others ``encode``-d and kept.
-
-        ``encode(texts)`` computes the vectors of the texts the cache lacks;
-        it is not called (and the model is not loaded) when all are cached.
+    def lookup(self, key: ModelKey, texts: list) -> tuple:
+        """``(vectors, missing)``: float32 rows of the distinct ``texts``, and the positions
+        of those it lacks (their rows are undefined). ``vectors`` is None when the cache
+        holds nothing of ``key``.
         """
-        key = self._model_key(config, normalize)
-        if key is None:
-            get_encoder(config).loaded  # noqa: B018 - download the model, then read its commit
-            key = self._model_key(config, normalize)
-        if key is None:
-            if config.model not in _UNRESOLVED_WARNED:
-                _UNRESOLVED_WARNED.add(config.model)
-                warnings.warn(
-                    f"The commit of hub model {config.model!r} cannot be resolved, so its "
-                    "vectors are not cached.",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-            return encode(texts)
-        store = self._store()
-        dim = store.dimension(key)
-        if not texts:
-            return encode(texts) if dim is None else np.empty((0, dim), dtype=np.float32)
+        state = self._state
+        dim = self.dimension(key)
         if dim is None:
-            out, missing = None, list(range(len(texts)))
-        else:
-            out, missing = store.fetch(key, texts, dim)
-        store.count(len(texts) - len(missing), len(missing))
-        if missing:
+            state.count(0, len(texts))
+            return None, list(range(len(texts)))
+        out = np.empty((len(texts), dim), dtype=np.float32)
+        missing = state.front.lookup(key.digest, texts, out)
+        if missing and state.file is not None:
+            rows = np.asarray(missing, dtype=np.intp)
             todo = [texts[i] for i in missing]
-            _note_load(config, key)
-            computed = encode(todo)
-            if out is None:
-                out = np.empty((len(texts), computed.shape[1]), dtype=np.float32)
-            out[missing] = computed
-            if _LOADED_IDENTITY[config] == key.description["identity"]:
-                store.put(key, todo, computed)
-            else:
-                warnings.warn(
-                    f"The files of model {config.model!r} changed since it was loaded in "
-                    "this process; its new vectors are not cached.",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-        if isinstance(store, _SQLiteStore):
-            store.flush_counts(len(texts) - len(missing), len(missing))
-        return out
+            part = np.empty((len(todo), dim), dtype=np.float32)
+            found = state.file.lookup(key.digest, text_keys(todo), part)
+            out[rows[found]] = part[found]
+            if found.any():
+                state.front.store(key.digest, key.description,
+                                  [t for t, f in zip(todo, found) if f], part[found])
+            missing = rows[~found].tolist()
+        state.count(len(texts) - len(missing), len(missing))
+        return out, missing
 
-    # -- observation ----------------------------------------------------------------
+    def store(self, key: ModelKey, texts: list, vectors: np.ndarray) -> None:
+        """Keep the vectors of distinct ``texts`` under ``key``."""
+        state = self._state
+        dim = self.dimension(key)
+        if dim is not None and vectors.shape[1] != dim:
+            raise CacheError(
+                f"The cache holds {dim}-dimensional vectors for model "
+                f"{key.description['model']!r} but the model now gives {vectors.shape[1]} "
+                "dimensions; clear the cache."
+            )
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if state.file is not None:
+            state.file.store(key.digest, key.description, text_keys(texts), vectors,
+                             counts=state.take_pending(), file_digests=state.take_new_digests())
+        state.front.store(key.digest, key.description, texts, vectors)
+
+    # -- observation -------------------------------------------------------------------
     def stats(self) -> dict:
         """Hits and misses of this cache in this process since it was opened or cleared."""
-        store = self._store()
-        return {"hits": store.hits, "misses": store.misses}
+        state = self._state
+        return {"hits": state.hits, "misses": state.misses}
 
     def info(self) -> dict:
-        """What the cache holds: vectors per model, size on disk and lifetime hit/miss counts."""
-        return self._store().info()
+        """What the cache holds: vectors per model, size on disk, lifetime hit/miss counts.
+
+        A file's lifetime counts are written along with the vectors a process
+        stores, and when it exits (if the file is free then): a read never
+        writes to the file.
+        """
+        self._ensure_open()
+        state = self._state
+        if state.file is None:
+            models = state.front.info()
+            return {
+                "path": None, "kind": "memory",
+                "size_bytes": sum(m["dim"] * 4 * m["n_vectors"] for m in models),
+                "n_vectors": sum(m["n_vectors"] for m in models),
+                "models": models, "hits": state.hits, "misses": state.misses,
+            }
+        models, counts = state.file.info()
+        return {
+            "path": self.path, "kind": "sqlite",
+            "schema_version": SCHEMA_VERSION,
+            "size_bytes": state.file.size_bytes(),
+            "n_vectors": sum(m["n_vectors"] for m in models),
+            "models": models,
+            "hits": int(counts.get("hits", 0)) + state.pending[0],
+            "misses": int(counts.get("misses", 0)) + state.pending[1],
+            "process_hits": state.hits,
+            "process_misses": state.misses,
+        }
 
     def clear(self) -> int | None:
         """Delete every vector; returns how many (None for a file of another version).
 
         A file written by another version of skembed is emptied and rebuilt.
         """
-        return self._store().clear()
-
-
-def _note_load(config: EncoderConfig, key: ModelKey) -> None:
-    """Remember the identity of the files the process's encoder loads (or loaded)."""
-    if get_encoder(config).is_loaded:
-        _LOADED_IDENTITY.setdefault(config, key.description["identity"])
-    else:
-        _LOADED_IDENTITY[config] = key.description["identity"]
+        state = self._state
+        with state.lock:
+            state.hits = state.misses = 0
+            state.pending = (0, 0)
+        n_memory = state.front.clear()
+        return n_memory if state.file is None else state.file.clear()
 
 
 def resolve_cache(cache) -> EmbeddingCache | None:

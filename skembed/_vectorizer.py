@@ -1,57 +1,100 @@
-"""EmbeddingVectorizer: text columns to sentence-embedding features."""
+"""EmbeddingVectorizer: text columns to sentence-embedding features.
+
+Its parameters are declared in :mod:`skembed._options`; this module derives
+the signature and ``_parameter_constraints`` from them, and orchestrates
+input validation, the cache and the engine.
+"""
 
 from __future__ import annotations
 
+import inspect
 import os
+import warnings
 from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _check_feature_names, _check_feature_names_in, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
+from . import _engine
 from ._cache import EmbeddingCache, resolve_cache
-from ._engine import BACKENDS, DEFAULT_MODEL, DEVICES, PRECISIONS, EncoderConfig, get_encoder
-from ._input import MISSING_POLICIES, to_text_columns, unique_texts
+from ._input import unique_texts, validate_text_columns
+from ._models import device_type
+from ._options import (
+    VECTORIZER_OPTIONS,
+    CacheHandle,
+    Choice,
+    Flag,
+    Integer,
+    Pattern,
+    PathLike,
+    Text,
+    encoder_config,
+)
+from ._similarity import unit_rows
+from ._sklearn import Interval, MatchesPattern, StrOptions, _check_feature_names_in
 
 #: Encode with a progress bar from this many texts on, when ``show_progress_bar="auto"``.
 AUTO_PROGRESS_MIN_TEXTS = 2048
 
 
-def validate_text_columns(estimator, X, *, reset: bool, handle_missing: str, min_columns: int = 1):
-    """Check ``X``'s column names and count against ``estimator`` and read its texts.
+def sklearn_constraints(option) -> list:
+    """scikit-learn's parameter constraints for a declared :class:`~skembed._options.Option`."""
+    constraints = []
+    for accepted in option.accepts:
+        if accepted is None:
+            constraints.append(None)
+        elif isinstance(accepted, Choice):
+            constraints.append(StrOptions(set(accepted.values)))
+        elif isinstance(accepted, Integer):
+            constraints.append(Interval(Integral, accepted.minimum, None, closed="left"))
+        elif isinstance(accepted, Pattern):
+            constraints.append(MatchesPattern(accepted.regex, accepted.description))
+        elif accepted is Flag:
+            constraints.append("boolean")
+        elif accepted is Text:
+            constraints.append(str)
+        elif accepted is PathLike:
+            constraints.extend([str, os.PathLike])
+        elif accepted is CacheHandle:
+            constraints.append(EmbeddingCache)
+        else:  # pragma: no cover - a declaration this function does not know
+            raise TypeError(f"unknown kind of value {accepted!r} for {option.name!r}")
+    return constraints
 
-    With ``reset=True`` the estimator learns them (``n_features_in_``,
-    ``feature_names_in_``); warnings and errors name the estimator the user called.
+
+def _init_from(options) -> callable:
+    """An ``__init__`` whose signature is ``options`` (the first positional, the rest keyword-only).
+
+    scikit-learn reads parameters from the signature, and ``__init__`` only
+    stores them, as its convention asks.
     """
-    # Names first, as scikit-learn does: a renamed column is reported as
-    # such, not as the missing values a reindexed dataframe would hold.
-    _check_feature_names(estimator, X, reset=reset)
-    columns = to_text_columns(X, handle_missing=handle_missing, min_columns=min_columns)
-    if reset:
-        estimator.n_features_in_ = columns.n_columns
-    elif columns.n_columns != estimator.n_features_in_:
-        hint = (
-            " A 1-D input is read as one text column: Reshape your data to 2-D "
-            "with one column per text field."
-            if columns.n_columns == 1
-            else ""
-        )
-        raise ValueError(
-            f"X has {columns.n_columns} features, but {type(estimator).__name__} is "
-            f"expecting {estimator.n_features_in_} features as input.{hint}"
-        )
-    return columns
+    P = inspect.Parameter
+    signature = inspect.Signature(
+        [P("self", P.POSITIONAL_OR_KEYWORD)]
+        + [P(o.name, P.POSITIONAL_OR_KEYWORD if i == 0 else P.KEYWORD_ONLY, default=o.default)
+           for i, o in enumerate(options)]
+    )
+
+    def __init__(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        for name, value in list(bound.arguments.items())[1:]:
+            setattr(self, name, value)
+
+    __init__.__signature__ = signature
+    return __init__
 
 
 class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
     """Embed one or more text columns with a sentence-transformers model.
 
-    Each text becomes the model's sentence embedding (mean-pooled token
-    vectors for the default model, 768 dimensions). With ``k`` text columns
-    the output has ``k * embedding_dim_`` features, column after column.
-    Each distinct string is embedded once per call, and its vector does not
-    depend on the order of the rows.
+    Each text becomes the model's sentence embedding, exactly as
+    ``SentenceTransformer.encode`` gives it with the same settings (mean-pooled
+    token vectors for the default model, 768 dimensions). With ``k`` text
+    columns the output has ``k * embedding_dim_`` features, column after
+    column. Each distinct string is embedded once per call, and its vector
+    does not depend on the order of the rows.
 
     The model is loaded on first use, once per process, and is never pickled:
     a fitted vectorizer pickles to a few kilobytes.
@@ -62,18 +105,34 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         A sentence-transformers model name on the Hugging Face Hub, or the path
         of a local folder saved by ``SentenceTransformer.save``.
     backend : {"sentence-transformers", "transformers"}, default="sentence-transformers"
-        ``"sentence-transformers"`` runs the model's own modules (pooling,
-        dense and normalisation layers included). ``"transformers"`` runs
-        ``AutoModel`` and mean-pools the token vectors with the attention mask.
-    device : {"auto", "cpu", "cuda", "mps"}, default="auto"
+        ``"sentence-transformers"`` runs the model's own modules, whatever
+        they are. ``"transformers"`` runs ``AutoModel``, mean-pools the token
+        vectors with the attention mask, then the folder's Dense and Normalize
+        modules; it refuses, with a ValueError, a model with any other module.
+    device : {"auto", "cpu", "cuda", "mps"} or "cuda:<index>", default="auto"
         Where the model runs; ``"auto"`` picks CUDA, then MPS, then the CPU.
     precision : {"float32", "bfloat16", "float16"}, default="float32"
         Floating-point type of the model's computation. The output is always
         float32.
+    max_seq_length : int or None, default=None
+        Truncate texts to this many tokens (never past the model's position
+        embeddings); None keeps the model's limit.
+    prompt : str or None, default=None
+        A literal prefix put before every text, as ``encode(prompt=...)``;
+        ``""`` means no prompt, even if the model has a default one.
+    prompt_name : str or None, default=None
+        The model's prompt of that name (a key of its ``prompts``, e.g.
+        ``"query"``), as ``encode(prompt_name=...)``. With neither, the model's
+        own ``default_prompt_name`` applies, as in ``encode``.
+    truncate_dim : int or None, default=None
+        Keep the first ``truncate_dim`` dimensions of each vector (Matryoshka
+        models), before any normalisation; None keeps the model's own setting.
+    revision : str or None, default=None
+        Git revision (branch, tag or commit) of a hub model.
+    trust_remote_code : bool, default=False
+        Allow a hub model to run its own Python code.
     batch_size : int, default=32
         Texts per forward pass.
-    max_seq_length : int or None, default=None
-        Truncate texts to this many tokens; None keeps the model's limit.
     normalize : bool, default=False
         Scale each vector to unit Euclidean norm.
     handle_missing : {"error", "empty", "zero"}, default="error"
@@ -83,19 +142,20 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
     show_progress_bar : bool or "auto", default="auto"
         Show a progress bar while encoding; ``"auto"`` shows it when
         at least 2,048 texts need a model.
-    revision : str or None, default=None
-        Git revision (branch, tag or commit) of a hub model.
-    trust_remote_code : bool, default=False
-        Allow a hub model to run its own Python code.
+    warn_on_truncation : bool, default=True
+        Warn (a :class:`~skembed.TruncationWarning`, once per call) when texts
+        are longer than the model reads: how many, and the longest length.
     cache : None, "memory", str, path-like or EmbeddingCache, default=None
         Keep vectors to skip recomputing them: None computes every time,
         ``"memory"`` shares them between all estimators of this process, a
         path (or an :class:`~skembed.EmbeddingCache`) keeps them in an SQLite
-        file that several processes can share. A cached vector is served only
-        to the same model files, backend, precision, device type,
-        max_seq_length and normalisation. It survives :func:`~sklearn.base.clone`
-        and pickling, so a grid search embeds each text once; a fully cached
-        call does not load the model.
+        file that several processes can share; a folder holds the file
+        ``skembed-cache.sqlite``. A cached vector is served only to the same
+        model files, backend, precision, device type, max_seq_length, prompt
+        and truncate_dim. It survives :func:`~sklearn.base.clone` and
+        pickling, so a grid search embeds each text once; a fully cached call
+        does not load the model. A cache that cannot be written is an error
+        in :meth:`fit`, before any text is embedded.
 
     Attributes
     ----------
@@ -105,6 +165,11 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         Column names seen in :meth:`fit`, when ``X`` had string column names.
     embedding_dim_ : int
         Dimension of one text's vector.
+    engine_ : {"skembed", "sentence-transformers"}
+        Which code computes the vectors: skembed's own batching (a
+        transformers network followed by pooling, dense and normalisation
+        modules), or ``SentenceTransformer.encode`` (every other model, e.g.
+        static embeddings). Reading it loads the model if it is not loaded.
 
     See Also
     --------
@@ -117,51 +182,12 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
     >>> X = vectorizer.fit_transform(["A man is playing a guitar.", "A dog runs."])
     >>> X.shape, X.dtype
     ((2, 384), dtype('float32'))
+    >>> vectorizer.engine_
+    'skembed'
     """
 
-    _parameter_constraints: dict = {
-        "model": [str, os.PathLike],
-        "backend": [StrOptions(set(BACKENDS))],
-        "device": [StrOptions(set(DEVICES))],
-        "precision": [StrOptions(set(PRECISIONS))],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_seq_length": [Interval(Integral, 1, None, closed="left"), None],
-        "normalize": ["boolean"],
-        "handle_missing": [StrOptions(set(MISSING_POLICIES))],
-        "show_progress_bar": ["boolean", StrOptions({"auto"})],
-        "revision": [str, None],
-        "trust_remote_code": ["boolean"],
-        "cache": [None, str, os.PathLike, EmbeddingCache],
-    }
-
-    def __init__(
-        self,
-        model=DEFAULT_MODEL,
-        *,
-        backend="sentence-transformers",
-        device="auto",
-        precision="float32",
-        batch_size=32,
-        max_seq_length=None,
-        normalize=False,
-        handle_missing="error",
-        show_progress_bar="auto",
-        revision=None,
-        trust_remote_code=False,
-        cache=None,
-    ):
-        self.model = model
-        self.backend = backend
-        self.device = device
-        self.precision = precision
-        self.batch_size = batch_size
-        self.max_seq_length = max_seq_length
-        self.normalize = normalize
-        self.handle_missing = handle_missing
-        self.show_progress_bar = show_progress_bar
-        self.revision = revision
-        self.trust_remote_code = trust_remote_code
-        self.cache = cache
+    _parameter_constraints: dict = {o.name: sklearn_constraints(o) for o in VECTORIZER_OPTIONS}
+    __init__ = _init_from(VECTORIZER_OPTIONS)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -170,16 +196,8 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 
-    def _encoder_config(self) -> EncoderConfig:
-        return EncoderConfig(
-            model=os.fspath(self.model),
-            backend=self.backend,
-            device=self.device,
-            precision=self.precision,
-            max_seq_length=self.max_seq_length,
-            revision=self.revision,
-            trust_remote_code=self.trust_remote_code,
-        )
+    def _config(self):
+        return encoder_config(self.get_params(deep=False))
 
     def _validate_columns(self, X, *, reset: bool):
         return validate_text_columns(self, X, reset=reset, handle_missing=self.handle_missing)
@@ -202,7 +220,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         self._validate_columns(X, reset=True)
-        self.embedding_dim_ = self._embedding_dim()
+        self._fit_model()
         return self
 
     def transform(self, X):
@@ -227,40 +245,70 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         """Fit to ``X``, then embed it; the same as ``fit(X).transform(X)``."""
         self._validate_params()
         columns = self._validate_columns(X, reset=True)
-        self.embedding_dim_ = self._embedding_dim()
+        self._fit_model()
         return self._embed_columns(columns)
 
-    def _embedding_dim(self) -> int:
-        """The model's dimension, read from the cache when it knows it (no model load)."""
+    def _fit_model(self) -> None:
+        """Open the cache and learn the dimension (from the cache when it knows it)."""
         cache = resolve_cache(self.cache)
-        config = self._encoder_config()
+        if cache is not None:
+            cache.open()
+        key = self._model_key(cache)
+        dim = None if key is None else cache.dimension(key)
+        self.embedding_dim_ = _engine.dimension(self._config()) if dim is None else dim
+
+    @property
+    def engine_(self) -> str:
+        check_is_fitted(self, "embedding_dim_")
+        return _engine.engine(self._config())
+
+    def _model_key(self, cache):
+        """The cache's key for this model; None without a cache or for an unknown hub model."""
         if cache is None:
-            return get_encoder(config).dimension
-        return cache.dimension(config, normalize=self.normalize)
+            return None
+        config = self._config()
+        key = cache.model_key(config, device_type(config.device))
+        if key is None:  # a hub model not downloaded yet: load it, then read its commit
+            _engine.dimension(config)
+            key = cache.model_key(config, device_type(config.device))
+        if key is None:
+            _warn_once(
+                config.model,
+                f"The commit of hub model {config.model!r} cannot be resolved, so its "
+                "vectors are not cached.",
+            )
+        return key
 
     def embed_unique(self, texts: list) -> np.ndarray:
         """Embed distinct texts, row ``i`` for ``texts[i]`` (float32).
 
-        The building block of :meth:`transform`, for estimators that need
-        vectors of texts they have already deduplicated. Goes through the
-        ``cache`` when there is one.
+        The building block of :meth:`transform`, for code that needs vectors
+        of texts it has already deduplicated. Goes through the ``cache`` when
+        there is one; the vectorizer need not be fitted.
         """
         cache = resolve_cache(self.cache)
-        if cache is None:
-            return self._encode(texts)
-        return cache.embed(
-            self._encoder_config(), texts, normalize=self.normalize, encode=self._encode
-        )
+        key = self._model_key(cache)
+        if key is None:
+            vectors = self._encode(texts)
+        else:
+            vectors, missing = cache.lookup(key, texts)
+            if missing:
+                todo = texts if vectors is None else [texts[i] for i in missing]
+                computed = self._encode(todo)
+                if vectors is None:
+                    vectors = computed
+                else:
+                    vectors[missing] = computed
+                cache.store(key, todo, computed)
+        return unit_rows(vectors) if self.normalize else vectors
 
     def _encode(self, texts: list) -> np.ndarray:
         show = self.show_progress_bar
         if show == "auto":
             show = len(texts) >= AUTO_PROGRESS_MIN_TEXTS
-        return get_encoder(self._encoder_config()).encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize=self.normalize,
-            show_progress_bar=bool(show),
+        return _engine.encode(
+            self._config(), texts, batch_size=self.batch_size, show_progress_bar=bool(show),
+            warn_on_truncation=self.warn_on_truncation,
         )
 
     def _embed_columns(self, columns) -> np.ndarray:
@@ -278,8 +326,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
             out[:, j, :] = vectors[pos]
             if self.handle_missing == "zero":
                 out[missing, j, :] = 0.0
-        out = out.reshape(columns.n_rows, columns.n_columns * dim)
-        return out
+        return out.reshape(columns.n_rows, columns.n_columns * dim)
 
     def get_feature_names_out(self, input_features=None):
         """Names of the output features: ``<column>_<i>`` for each dimension ``i``.
@@ -293,3 +340,12 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         if unnamed and self.n_features_in_ == 1:
             return np.asarray([f"embedding_{i}" for i in dims], dtype=object)
         return np.asarray([f"{col}_{i}" for col in input_features for i in dims], dtype=object)
+
+
+_WARNED: set = set()
+
+
+def _warn_once(topic: str, message: str) -> None:
+    if topic not in _WARNED:
+        _WARNED.add(topic)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)

@@ -16,9 +16,10 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.base import clone
 from sklearn.metrics import make_scorer
-from sklearn.utils.validation import _check_y
 
 from ._input import to_text_columns
+from ._similarity import column_similarities
+from ._sklearn import _check_y
 
 
 def spearman_score(y_true, y_pred) -> float:
@@ -174,8 +175,6 @@ def evaluate_sts(model, sentences1, sentences2, scores, *, batch_size=None) -> S
         if similarity.ndim != 1:
             raise ValueError("evaluate_sts needs a SimilarityRegressor fitted on 2 columns.")
     else:
-        from ._regressor import column_similarities
-
         vectorizer = _as_vectorizer(model, batch_size)
         columns = to_text_columns(pairs, handle_missing=vectorizer.handle_missing, min_columns=2)
         similarity = column_similarities(vectorizer, columns, [(0, 1)])[:, 0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import weakref
 from itertools import combinations
 from numbers import Real
 from pathlib import Path
@@ -15,41 +16,28 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import Ridge
 from sklearn.metrics import r2_score
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _check_y, check_consistent_length, check_is_fitted
+from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
-from ._finetune import FineTuneConfig, fine_tune, forget_encoders, trainer_seed
-from ._input import unique_texts
-from ._vectorizer import EmbeddingVectorizer, validate_text_columns
+from ._finetune import FineTuneConfig, train_encoder, trainer_seed
+from ._heads import MonotoneInterpolation
+from ._input import validate_text_columns
+from ._models import release_later, save_model
+from ._options import PER_COLUMN_OPTIONS, encoder_config
+from ._similarity import column_similarities
+from ._sklearn import Interval, StrOptions, _check_y, validate_parameter_constraints
+from ._vectorizer import AUTO_PROGRESS_MIN_TEXTS, EmbeddingVectorizer
 
-HEADS = ("auto", "isotonic", "ridge")
+HEADS = ("auto", "monotone", "isotonic", "ridge")
 
-#: Temporary folders of fine-tuned encoders, deleted when the process exits.
-_SCRATCH_DIRS: list = []
+#: Temporary folders of fine-tuned encoders, by estimator: each is removed when
+#: its estimator is garbage-collected or refitted, or when the process exits.
+_SCRATCH = weakref.WeakKeyDictionary()
 
 
-def column_similarities(vectorizer, columns, pairs) -> np.ndarray:
-    """Cosine similarity of the texts of each pair of columns, one feature per pair.
-
-    Each distinct text of ``columns`` (a :class:`~skembed._input.TextColumns`)
-    is embedded once by ``vectorizer.embed_unique``. A missing cell embedded as
-    zeros (``handle_missing="zero"``) has similarity 0 with anything.
-
-    Returns
-    -------
-    ndarray of shape (n_rows, len(pairs)), float64
-    """
-    texts, positions = unique_texts(columns.columns)
-    vectors = vectorizer.embed_unique(texts).astype(np.float64)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    np.divide(vectors, norms, out=vectors, where=norms > 0)
-    zero = vectorizer.handle_missing == "zero"
-    out = np.empty((columns.n_rows, len(pairs)), dtype=np.float64)
-    for k, (i, j) in enumerate(pairs):
-        out[:, k] = np.einsum("ij,ij->i", vectors[positions[i]], vectors[positions[j]])
-        if zero:
-            out[columns.missing[i] | columns.missing[j], k] = 0.0
-    return out
+def _remove_scratch(folder: str) -> None:
+    """Delete a fine-tuned encoder's temporary folder (a finalizer: it takes no lock)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    release_later(folder)
 
 
 class SimilarityRegressor(RegressorMixin, BaseEstimator):
@@ -57,10 +45,11 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
 
     With two text columns this is the classic sentence-pair scorer: the
     cosine similarity of the two embeddings is mapped to the scale of ``y``
-    (0-5 for STSb) by a monotone calibration. With ``k > 2`` columns the
-    features are the ``k * (k - 1) / 2`` cosine similarities between all pairs
-    of columns, mapped to ``y`` by a ridge regression: compare a query with
-    several fields of a table. Each distinct text is embedded once per call.
+    (0-5 for STSb) by a strictly increasing calibration, so ``predict`` ranks
+    pairs exactly as the cosine does. With ``k > 2`` columns the features are
+    the ``k * (k - 1) / 2`` cosine similarities between all pairs of columns,
+    mapped to ``y`` by a ridge regression: compare a query with several fields
+    of a table. Each distinct text is embedded once per call.
 
     Optionally, :meth:`fit` first fine-tunes the encoder on the training pairs
     with sentence-transformers' trainer (the default model card's recipe by
@@ -72,31 +61,44 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         Turns texts into vectors; None means ``EmbeddingVectorizer()`` (the
         default model). Its parameters are tunable as ``vectorizer__<name>``.
         Missing cells follow its ``handle_missing`` policy.
-    head : {"auto", "isotonic", "ridge"}, default="auto"
-        How similarities become scores. ``"isotonic"``: an increasing
-        isotonic regression of ``y`` on the one similarity of two columns
-        (clipped outside the range seen in fit). ``"ridge"``: a ridge
-        regression on all similarities. ``"auto"``: isotonic for two
-        columns, ridge for more.
+    head : {"auto", "monotone", "isotonic", "ridge"}, default="auto"
+        How similarities become scores. ``"monotone"``: a strictly increasing
+        interpolation through the steps of an isotonic regression of ``y`` on
+        the one similarity of two columns (ties none, so the ranking is the
+        cosine's). ``"isotonic"``: that isotonic regression itself, a
+        staircase, clipped outside the range seen in fit. ``"ridge"``: a ridge
+        regression on all similarities. ``"auto"``: monotone for two columns,
+        ridge for more.
     alpha : float, default=1.0
         Regularisation strength of the ridge head.
+    column_params : dict or None, default=None
+        Vectorizer parameters for the texts of single columns, keyed by column
+        name (or position): ``{"query": {"prompt_name": "query"}}`` gives the
+        query column the model's query prompt and the other columns the
+        vectorizer's own settings. Only ``prompt``, ``prompt_name`` and
+        ``max_seq_length`` may differ, so that every vector lives in the same
+        space.
     fine_tune : bool, default=False
         Fine-tune the encoder on the training pairs (two columns only)
-        before fitting the head. The fine-tuned model is saved to a folder
-        (see ``fine_tune_dir``) and :attr:`vectorizer_` points to it.
-    fine_tune_params : dict or None, default=None
-        Overrides of the fine-tuning recipe, see :class:`FineTuneConfig`:
+        before fitting the head; each column is trained with the prompt it is
+        encoded with. The fine-tuned model is saved to a folder (see
+        ``fine_tune_dir``) and :attr:`vectorizer_` points to it. The
+        vectorizer's ``show_progress_bar`` shows the trainer's bar and log
+        lines (``"auto"``: from 2,048 pairs on); training is silent otherwise.
+    fine_tune_params : dict, FineTuneConfig or None, default=None
+        The fine-tuning recipe, or overrides of it, see :class:`FineTuneConfig`:
         ``loss`` ("mnrl", "cosent", "angle" or "cosine"), ``epochs``,
         ``batch_size``, ``learning_rate``, ``weight_decay``, ``warmup_steps``,
         ``max_grad_norm``, ``scale``, ``positive_threshold``, ``bf16``,
         ``max_seq_length``, ``group_by_length``, ``dropout``,
-        ``freeze_embeddings``, ``in_batch_negatives``. The scores given to the
-        losses are ``y`` scaled from its [min, max] in fit to [0, 1].
+        ``freeze_embeddings``, ``in_batch_negatives``, ``attn_implementation``,
+        ``soup``. The scores given to the losses are ``y`` scaled from its
+        [min, max] in fit to [0, 1].
     fine_tune_dir : str, path-like or None, default=None
         Folder where :meth:`fit` saves the fine-tuned encoder (replacing what
-        is there). None uses a fresh temporary folder deleted when the
-        estimator is garbage-collected or the process exits: call
-        :meth:`save_encoder` to keep it.
+        is there). None uses a fresh temporary folder, deleted when the
+        estimator is garbage-collected or fitted again, or when the process
+        exits: call :meth:`save_encoder` to keep it.
     random_state : int, RandomState instance or None, default=None
         Seeds fine-tuning (dropout, shuffling); an int makes it reproducible.
 
@@ -105,10 +107,13 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
     vectorizer_ : EmbeddingVectorizer
         The fitted vectorizer; after fine-tuning, its ``model`` is the folder
         of the fine-tuned encoder.
-    head_ : IsotonicRegression or Ridge
+    head_ : MonotoneInterpolation, IsotonicRegression or Ridge
         The fitted map from similarities to scores.
     pairs_ : list of tuple of int
         The pairs of columns compared, in the order of the features.
+    column_params_ : list of dict
+        The vectorizer parameters of each column that differ from
+        :attr:`vectorizer_`'s (empty dicts without ``column_params``).
     fine_tuned_model_ : str or None
         Folder of the fine-tuned encoder, or None without fine-tuning.
     fine_tune_history_ : dict of ndarray or None
@@ -145,14 +150,23 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
     array([4.8])
     >>> reg.predict_similarity([("A cat.", "A cat.")]).round(3)
     array([1.])
+
+    A query column with its own prompt (for models that have prompts, such as
+    the E5, BGE or GTE families):
+
+    >>> reg = SimilarityRegressor(
+    ...     EmbeddingVectorizer(MINILM), column_params={0: {"prompt": "query: "}}).fit(X, y)
+    >>> reg.column_params_
+    [{'prompt': 'query: '}, {}]
     """
 
     _parameter_constraints: dict = {
         "vectorizer": [EmbeddingVectorizer, None],
         "head": [StrOptions(set(HEADS))],
         "alpha": [Interval(Real, 0, None, closed="left")],
+        "column_params": [dict, None],
         "fine_tune": ["boolean"],
-        "fine_tune_params": [dict, None],
+        "fine_tune_params": [dict, FineTuneConfig, None],
         "fine_tune_dir": [str, os.PathLike, None],
         "random_state": ["random_state"],
     }
@@ -163,6 +177,7 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         *,
         head="auto",
         alpha=1.0,
+        column_params=None,
         fine_tune=False,
         fine_tune_params=None,
         fine_tune_dir=None,
@@ -171,6 +186,7 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         self.vectorizer = vectorizer
         self.head = head
         self.alpha = alpha
+        self.column_params = column_params
         self.fine_tune = fine_tune
         self.fine_tune_params = fine_tune_params
         self.fine_tune_dir = fine_tune_dir
@@ -193,16 +209,42 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
     def _make_head(self, n_similarities: int):
         head = self.head
         if head == "auto":
-            head = "isotonic" if n_similarities == 1 else "ridge"
-        if head == "isotonic":
+            head = "monotone" if n_similarities == 1 else "ridge"
+        if head in ("monotone", "isotonic"):
             if n_similarities != 1:
                 raise ValueError(
-                    f"head='isotonic' maps a single similarity, but X has "
+                    f"head={head!r} maps a single similarity, but X has "
                     f"{self.n_features_in_} columns ({n_similarities} similarities); "
                     "use head='ridge' or 'auto'."
                 )
+            if head == "monotone":
+                return MonotoneInterpolation()
             return IsotonicRegression(increasing=True, out_of_bounds="clip")
         return Ridge(alpha=self.alpha)
+
+    def _resolve_column_params(self, columns) -> list:
+        """``column_params`` as one dict per column position, checked."""
+        settings = [{} for _ in range(columns.n_columns)]
+        for column, params in (self.column_params or {}).items():
+            if isinstance(column, str) and columns.names is not None and column in columns.names:
+                position = columns.names.index(column)
+            elif isinstance(column, int | np.integer) and 0 <= column < columns.n_columns:
+                position = int(column)
+            else:
+                known = columns.names if columns.names is not None else list(range(columns.n_columns))
+                raise ValueError(
+                    f"column_params names the column {column!r}, which X does not have; its "
+                    f"columns are {known}."
+                )
+            unknown = sorted(set(params) - set(PER_COLUMN_OPTIONS)) if isinstance(
+                params, dict) else None
+            if unknown is None or unknown:
+                raise ValueError(
+                    f"column_params[{column!r}] must be a dict of {PER_COLUMN_OPTIONS} (what may "
+                    f"differ between columns), got {params!r}."
+                )
+            settings[position] = dict(params)
+        return settings
 
     def fit(self, X, y):
         """Embed the columns of ``X``, optionally fine-tune, and fit the head.
@@ -225,19 +267,28 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         )
         columns = self._validate_columns(X, reset=True)
         check_consistent_length(columns.columns[0], y)
+        self.column_params_ = self._resolve_column_params(columns)
+        for params in self.column_params_:  # invalid values fail before any work
+            validate_parameter_constraints(
+                {name: EmbeddingVectorizer._parameter_constraints[name] for name in params},
+                params, caller_name=type(self.vectorizer_).__name__,
+            )
         self.pairs_ = list(combinations(range(columns.n_columns), 2))
         head = self._make_head(len(self.pairs_))
         self.fine_tuned_model_ = None
         self.fine_tune_history_ = None
         if self.fine_tune:
             self._fine_tune(columns, y)
-        similarities = column_similarities(self.vectorizer_, columns, self.pairs_)
-        self.head_ = head.fit(similarities[:, 0] if self._isotonic(head) else similarities, y)
+        similarities = self._similarities(columns)
+        self.head_ = head.fit(similarities[:, 0] if self._one_similarity(head) else similarities, y)
         return self
 
     @staticmethod
-    def _isotonic(head) -> bool:
-        return isinstance(head, IsotonicRegression)
+    def _one_similarity(head) -> bool:
+        return isinstance(head, IsotonicRegression | MonotoneInterpolation)
+
+    def _similarities(self, columns) -> np.ndarray:
+        return column_similarities(self.vectorizer_, columns, self.pairs_, self.column_params_)
 
     def _fine_tune(self, columns, y):
         if columns.n_columns != 2:
@@ -245,28 +296,36 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
                 f"fine_tune=True trains on sentence pairs: X needs exactly 2 text "
                 f"columns, got {columns.n_columns}."
             )
-        config = FineTuneConfig.from_params(self.fine_tune_params)
+        recipe = FineTuneConfig.from_params(self.fine_tune_params)
+        previous = _SCRATCH.pop(self, None)
+        if previous is not None:  # the folder of the last fit goes
+            previous()
         if self.fine_tune_dir is None:
-            scratch = tempfile.TemporaryDirectory(prefix="skembed-finetuned-")
-            _SCRATCH_DIRS.append(scratch)  # removed when the process exits
-            folder = scratch.name
+            folder = tempfile.mkdtemp(prefix="skembed-finetuned-")
+            scratch = _SCRATCH[self] = weakref.finalize(self, _remove_scratch, folder)
         else:
-            folder = os.fspath(self.fine_tune_dir)
-        seed = trainer_seed(check_random_state(self.random_state))
+            folder, scratch = os.fspath(self.fine_tune_dir), None
         vec = self.vectorizer_
-        self.fine_tune_history_ = fine_tune(
-            vec.model,
-            columns.columns[0].tolist(),
-            columns.columns[1].tolist(),
-            y,
-            folder,
-            config=config,
-            seed=seed,
-            device=vec.device,
-            revision=vec.revision,
-            trust_remote_code=vec.trust_remote_code,
-            show_progress_bar=vec.show_progress_bar is not False,
-        )
+        params = vec.get_params(deep=False)
+        show = vec.show_progress_bar
+        if show == "auto":  # the trainer's bar on long work
+            show = columns.n_rows >= AUTO_PROGRESS_MIN_TEXTS
+        configs = tuple(encoder_config({**params, **extra}) for extra in self.column_params_)
+        try:
+            self.fine_tune_history_ = train_encoder(
+                configs,
+                columns.columns[0].tolist(),
+                columns.columns[1].tolist(),
+                y,
+                folder,
+                recipe=recipe,
+                seed=trainer_seed(check_random_state(self.random_state)),
+                show_progress_bar=bool(show),
+            )
+        except BaseException:
+            if scratch is not None:  # nothing worth keeping
+                scratch()
+            raise
         self.fine_tuned_model_ = str(Path(folder).resolve())
         vec.set_params(model=self.fine_tuned_model_, revision=None)
 
@@ -287,11 +346,12 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         if self.fine_tuned_model_ is not None and not Path(self.fine_tuned_model_).is_dir():
             raise FileNotFoundError(
                 f"The fine-tuned encoder folder {self.fine_tuned_model_!r} no longer exists "
-                "(a temporary folder is deleted when its process exits). Save it with "
-                "save_encoder(path) or fit with fine_tune_dir=path before pickling."
+                "(a temporary folder is deleted with the estimator that made it, or when its "
+                "process exits). Save it with save_encoder(path) or fit with "
+                "fine_tune_dir=path before pickling."
             )
         columns = self._validate_columns(X, reset=False)
-        similarities = column_similarities(self.vectorizer_, columns, self.pairs_)
+        similarities = self._similarities(columns)
         return similarities[:, 0] if len(self.pairs_) == 1 else similarities
 
     def predict(self, X):
@@ -307,7 +367,7 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         ndarray of shape (n_samples,)
         """
         similarities = self.predict_similarity(X)
-        if self._isotonic(self.head_) or similarities.ndim == 2:
+        if self._one_similarity(self.head_) or similarities.ndim == 2:
             return self.head_.predict(similarities)
         return self.head_.predict(similarities[:, None])
 
@@ -350,22 +410,8 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
             The absolute path of the folder.
         """
         check_is_fitted(self)
-        path = str(Path(path).resolve())
-        source = self.vectorizer_.model
+        path = save_model(encoder_config(self.vectorizer_.get_params(deep=False)), path)
         if self.fine_tuned_model_ is not None:
-            if Path(source).resolve() != Path(path):
-                shutil.copytree(source, path, dirs_exist_ok=True)
-                forget_encoders(path)
             self.fine_tuned_model_ = path
             self.vectorizer_.set_params(model=path)
-        else:
-            from sentence_transformers import SentenceTransformer
-
-            vec = self.vectorizer_
-            SentenceTransformer(
-                source,
-                device="cpu",
-                revision=vec.revision,
-                trust_remote_code=vec.trust_remote_code,
-            ).save(path)
         return path

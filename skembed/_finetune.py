@@ -1,10 +1,11 @@
 """Fine-tune a sentence-transformers model on scored sentence pairs.
 
-This module knows nothing of scikit-learn. :class:`FineTuneConfig` holds the
-recipe (by default the one of the default model's card), and
-:func:`fine_tune` runs it with sentence-transformers' own
+:class:`FineTuneConfig` holds the recipe (by default the one of the default
+model's card), validated with scikit-learn's parameter constraints; and
+:func:`train_encoder` runs it with sentence-transformers' own
 ``SentenceTransformerTrainer``, then saves the model to a folder that both
 ``SentenceTransformer(folder)`` and ``EmbeddingVectorizer(model=folder)`` load.
+Training is quiet unless a progress bar is asked for.
 """
 
 from __future__ import annotations
@@ -12,20 +13,24 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import asdict, dataclass, fields
-from numbers import Real
-from pathlib import Path
+from numbers import Integral, Real
 
 import numpy as np
 
-from . import _engine
+from ._models import (
+    check_model_location,
+    model_load_error,
+    quiet_transformers,
+    resolve_device,
+    resolve_prompt,
+    unload_models,
+    warn_if_bfloat16_is_slow,
+)
+from ._options import EncoderConfig
+from ._sklearn import Interval, InvalidParameterError, StrOptions, validate_parameter_constraints
 
 LOSSES = ("mnrl", "cosent", "angle", "cosine")
 ATTENTION = ("auto", "model", "eager", "sdpa")
-#: Fields of FineTuneConfig that must be numbers (dropout may also be None).
-_NUMBERS = ("epochs", "learning_rate", "weight_decay", "max_grad_norm", "scale",
-            "positive_threshold", "dropout", "in_batch_negatives")
-
-
 @dataclass(frozen=True)
 class FineTuneConfig:
     """How to fine-tune; the defaults are the default model card's recipe.
@@ -89,7 +94,7 @@ class FineTuneConfig:
     """
 
     loss: str = "mnrl"
-    epochs: int = 3
+    epochs: float = 3
     batch_size: int = 16
     learning_rate: float = 2e-5
     weight_decay: float = 0.01
@@ -107,63 +112,44 @@ class FineTuneConfig:
     soup: int = 1
 
     def __post_init__(self):
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
-        if self.attn_implementation not in ATTENTION:
-            raise ValueError(
-                f"attn_implementation must be one of {ATTENTION}, "
-                f"got {self.attn_implementation!r}."
-            )
-        for name in _NUMBERS:
+        for name, (constraints, requirement) in _FIELD_CONSTRAINTS.items():
             value = getattr(self, name)
-            if value is None and name == "dropout":
-                continue
-            if isinstance(value, bool) or not isinstance(value, Real):
-                raise ValueError(f"{name} must be a number, got {value!r}.")
-        if not isinstance(self.batch_size, int | np.integer) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}.")
-        if not self.epochs > 0:
-            raise ValueError(f"epochs must be a number > 0, got {self.epochs!r}.")
+            intervals = [c for c in constraints if isinstance(c, Interval)]
+            try:
+                validate_parameter_constraints(
+                    {name: constraints}, {name: value}, caller_name="FineTuneConfig"
+                )
+                valid = not (intervals and isinstance(value, bool))  # True is no number here
+            except InvalidParameterError:
+                valid = False
+            if not valid:
+                if intervals and intervals[0].type is Real and (
+                    isinstance(value, bool) or not isinstance(value, Real)
+                ):
+                    requirement = "a number"
+                raise InvalidParameterError(f"{name} must be {requirement}, got {value!r}.")
         if self.batch_size < 2 and self.loss == "mnrl":
             raise ValueError("loss='mnrl' needs batch_size >= 2: the batch holds the negatives.")
-        soup = self.soup
-        if isinstance(soup, bool) or not isinstance(soup, int | np.integer) or soup < 1:
-            raise ValueError(f"soup must be a positive integer, got {self.soup!r}.")
-        if not isinstance(self.warmup_steps, int | np.integer) or self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}.")
-        for name in ("learning_rate", "scale", "max_grad_norm"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}.")
         if self.group_by_length and self.loss == "mnrl":
             raise ValueError(
                 "group_by_length=True cannot be used with loss='mnrl', whose batches "
                 "must hold no duplicate text."
-            )
-        if self.dropout is not None and not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be None or in [0, 1), got {self.dropout!r}.")
-        if not self.in_batch_negatives >= 0:
-            raise ValueError(
-                f"in_batch_negatives must be >= 0, got {self.in_batch_negatives!r}."
             )
         if self.in_batch_negatives and self.loss == "mnrl":
             raise ValueError(
                 "in_batch_negatives adds a MultipleNegativesRankingLoss term to a "
                 "score-based loss; loss='mnrl' is that loss already."
             )
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}.")
-        if not 0 <= self.positive_threshold <= 1:
-            raise ValueError(
-                f"positive_threshold must be in [0, 1], got {self.positive_threshold!r}."
-            )
 
     @classmethod
-    def from_params(cls, params: dict | None) -> FineTuneConfig:
-        """Build a config from a dict of overrides, naming any unknown key.
+    def from_params(cls, params) -> FineTuneConfig:
+        """Build a config from a dict of overrides (naming any unknown key), or take one as is.
 
         >>> FineTuneConfig.from_params({"loss": "cosent"}).loss
         'cosent'
         """
+        if isinstance(params, cls):
+            return params
         params = dict(params or {})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(params) - known)
@@ -177,10 +163,37 @@ class FineTuneConfig:
         return asdict(self)
 
 
-def normalise_scores(scores, low: float, high: float) -> np.ndarray:
+def _interval(kind, low, high=None, closed="left"):
+    return Interval(kind, low, high, closed=closed)
+
+
+#: Each field's constraints (scikit-learn's, as for the estimators' parameters)
+#: and what its error says it must be.
+_FIELD_CONSTRAINTS = {
+    "loss": ([StrOptions(set(LOSSES))], f"one of {LOSSES}"),
+    "epochs": ([_interval(Real, 0, closed="neither")], "a number > 0"),
+    "batch_size": ([_interval(Integral, 1)], "a positive integer"),
+    "learning_rate": ([_interval(Real, 0, closed="neither")], "> 0"),
+    "weight_decay": ([_interval(Real, 0)], ">= 0"),
+    "warmup_steps": ([_interval(Integral, 0)], "an integer >= 0"),
+    "max_grad_norm": ([_interval(Real, 0, closed="neither")], "> 0"),
+    "scale": ([_interval(Real, 0, closed="neither")], "> 0"),
+    "positive_threshold": ([_interval(Real, 0, 1, closed="both")], "in [0, 1]"),
+    "bf16": (["boolean"], "True or False"),
+    "max_seq_length": ([_interval(Integral, 1), None], "None or a positive integer"),
+    "group_by_length": (["boolean"], "True or False"),
+    "dropout": ([_interval(Real, 0, 1, closed="left"), None], "None or in [0, 1)"),
+    "freeze_embeddings": (["boolean"], "True or False"),
+    "in_batch_negatives": ([_interval(Real, 0)], ">= 0"),
+    "attn_implementation": ([StrOptions(set(ATTENTION))], f"one of {ATTENTION}"),
+    "soup": ([_interval(Integral, 1)], "a positive integer"),
+}
+
+
+def rescale_scores(scores, low: float, high: float) -> np.ndarray:
     """Map scores from [low, high] to [0, 1] (clipped); a constant scale maps to 1.
 
-    >>> normalise_scores([0.0, 2.5, 5.0], 0.0, 5.0).tolist()
+    >>> rescale_scores([0.0, 2.5, 5.0], 0.0, 5.0).tolist()
     [0.0, 0.5, 1.0]
     """
     scores = np.asarray(scores, dtype=np.float64)
@@ -278,7 +291,7 @@ def _with_in_batch_negatives(score_loss, config: FineTuneConfig):
 
 
 def _training_arguments(config: FineTuneConfig, output_dir: str, seed: int, device: str,
-                        show_progress_bar: bool, n_examples: int):
+                        show_progress_bar: bool, n_examples: int, prompts: dict):
     from sentence_transformers import SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
 
@@ -308,6 +321,7 @@ def _training_arguments(config: FineTuneConfig, output_dir: str, seed: int, devi
         logging_steps=max(1, min(50, steps_per_epoch // 4)),
         disable_tqdm=not show_progress_bar,
         dataloader_num_workers=0,
+        prompts=prompts or None,
     )
 
 
@@ -315,34 +329,32 @@ def _training_arguments(config: FineTuneConfig, output_dir: str, seed: int, devi
 MEGABATCH_BATCHES = 50
 
 
-def length_grouped_batches(lengths, batch_size: int, rng) -> list:
+def length_grouped_batches(lengths, batch_size: int, seed: int) -> list:
     """Batches of indices of similar ``lengths``, in random order.
 
-    Indices are shuffled, cut into megabatches of ``MEGABATCH_BATCHES``
-    batches, sorted by length (longest first) within each, cut into batches,
-    and the batches shuffled: little padding, and still a random curriculum.
+    transformers' ``get_length_grouped_indices`` shuffles the indices, cuts
+    them into megabatches of ``MEGABATCH_BATCHES`` batches and sorts each by
+    length; its order is cut into batches, and the batches are shuffled:
+    little padding, and still a random curriculum.
 
-    >>> import numpy as np
-    >>> batches = length_grouped_batches([5, 1, 9, 2, 8, 1], 2, np.random.default_rng(0))
+    >>> batches = length_grouped_batches([5, 1, 9, 2, 8, 1], 2, seed=0)
     >>> sorted(sorted(b) for b in batches)
     [[0, 3], [1, 5], [2, 4]]
     """
-    lengths = np.asarray(lengths)
-    order = rng.permutation(len(lengths))
-    size = batch_size * MEGABATCH_BATCHES
-    batches = []
-    for start in range(0, len(order), size):
-        group = order[start : start + size]
-        group = group[np.argsort(-lengths[group], kind="stable")]
-        batches += [group[i : i + batch_size].tolist() for i in range(0, len(group), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
+    import torch
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    generator = torch.Generator().manual_seed(int(seed))
+    order = get_length_grouped_indices(
+        [int(n) for n in lengths], batch_size, mega_batch_mult=MEGABATCH_BATCHES,
+        generator=generator,
+    )
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 def _length_grouped_sampler_class():
-    try:
-        from sentence_transformers.base.sampler import DefaultBatchSampler
-    except ImportError:  # pragma: no cover - sentence-transformers < 5
-        from sentence_transformers.sampler import DefaultBatchSampler
+    from sentence_transformers.base.sampler import DefaultBatchSampler
 
     class LengthGroupedBatchSampler(DefaultBatchSampler):
         """sentence-transformers batch sampler of :func:`length_grouped_batches`.
@@ -361,8 +373,8 @@ def _length_grouped_sampler_class():
             self.lengths = np.max([[len(t) for t in dataset[c]] for c in columns], axis=0)
 
         def __iter__(self):
-            rng = np.random.default_rng([self.seed, self.epoch])
-            for batch in length_grouped_batches(self.lengths, self.batch_size, rng):
+            seed = self.seed * 1_000_003 + self.epoch
+            for batch in length_grouped_batches(self.lengths, self.batch_size, seed):
                 if len(batch) == self.batch_size or not self.drop_last:
                     yield batch
 
@@ -432,35 +444,50 @@ def _prepare_for_training(st_model, config: FineTuneConfig, device: str) -> None
             )
 
 
-def forget_encoders(model_dir: str) -> None:
-    """Drop the engine's cached encoders of ``model_dir``, whose weights just changed."""
-    with _engine._ENCODERS_LOCK:
-        for config in [c for c in _engine._ENCODERS if c.model == model_dir]:
-            del _engine._ENCODERS[config]
+def _load_for_training(config: EncoderConfig, device: str):
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        with quiet_transformers():
+            st_model = SentenceTransformer(config.model, device=device, revision=config.revision,
+                                           trust_remote_code=config.trust_remote_code)
+    except OSError as exc:
+        if os.path.isdir(os.path.expanduser(config.model)):
+            raise
+        raise model_load_error(config.model, config.revision, exc) from exc
+    # Train float32 weights (bf16=True autocasts), whatever dtype the checkpoint has.
+    return st_model.float()
 
 
-def _train_one(model, loaded: dict, dataset, config: FineTuneConfig, seed: int, device: str,
+def _train_one(configs: tuple, dataset, config: FineTuneConfig, seed: int, device: str,
                show_progress_bar: bool):
-    """One fine-tuning run of ``model`` from its checkpoint; the trained model and its losses."""
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
-    from transformers import set_seed
+    """One fine-tuning run from the checkpoint; the trained model and its losses."""
+    from sentence_transformers import SentenceTransformerTrainer
+    from transformers import PrinterCallback, set_seed
 
     set_seed(seed)
-    st_model = SentenceTransformer(model, device=device, **loaded)
-    # Train float32 weights (bf16=True autocasts), whatever dtype the checkpoint has.
-    st_model.float()
+    st_model = _load_for_training(configs[0], device)
     if config.max_seq_length is not None:
         st_model.max_seq_length = config.max_seq_length
     _prepare_for_training(st_model, config, device)
+    # Each column is trained with the prompt it is encoded with (the model's default too).
+    prompts = {
+        column: prompt
+        for column, column_config in zip(dataset.column_names, configs)
+        if (prompt := resolve_prompt(column_config.prompt, column_config.prompt_name,
+                                     st_model.prompts, st_model.default_prompt_name))
+    }
     with tempfile.TemporaryDirectory(prefix="skembed-trainer-") as scratch:
         trainer = SentenceTransformerTrainer(
             model=st_model,
             args=_training_arguments(
-                config, scratch, seed, device, show_progress_bar, len(dataset)
+                config, scratch, seed, device, show_progress_bar, len(dataset), prompts
             ),
             train_dataset=dataset,
             loss=_make_loss(st_model, config),
         )
+        if not show_progress_bar:  # it prints every log when there is no bar
+            trainer.remove_callback(PrinterCallback)
         trainer.train()
         history = [(log["step"], log["epoch"], log["loss"])
                    for log in trainer.state.log_history if "loss" in log]
@@ -493,44 +520,40 @@ def trainer_seed(random_state) -> int:
     return int(random_state.randint(np.iinfo(np.int32).max))
 
 
-def fine_tune(
-    model: str,
+def train_encoder(
+    configs: tuple,
     sentences1,
     sentences2,
     scores,
     output_dir: str | os.PathLike,
     *,
-    config: FineTuneConfig | None = None,
+    recipe: FineTuneConfig | None = None,
     score_range: tuple | None = None,
     seed: int = 0,
-    device: str = "auto",
-    revision: str | None = None,
-    trust_remote_code: bool = False,
-    show_progress_bar: bool = True,
+    show_progress_bar: bool = False,
 ) -> dict:
-    """Fine-tune ``model`` on scored pairs and save it to ``output_dir``.
+    """Fine-tune a model on scored pairs and save it to ``output_dir``.
 
     Parameters
     ----------
-    model : str
-        Hub name or local folder of a sentence-transformers model.
+    configs : (EncoderConfig, EncoderConfig)
+        How each column's texts are encoded: the same model, loaded as the
+        first says; each column is trained with the prompt it is encoded with.
     sentences1, sentences2 : sequence of str
         The pairs, of equal length.
     scores : sequence of float
         Gold similarity of each pair, on any scale.
     output_dir : path
         Folder where the fine-tuned model is saved (created if needed).
-    config : FineTuneConfig, optional
-        The recipe; defaults to ``FineTuneConfig()``.
+    recipe : FineTuneConfig, optional
+        How to train; defaults to ``FineTuneConfig()``.
     score_range : (low, high), optional
         The scale of ``scores``, mapped to [0, 1]; defaults to their min and max.
     seed : int
         Seeds weights' dropout, shuffling and batching: equal seeds give equal
         models. A soup's members use ``seed``, ``seed + 1``, ...
-    device : str
-        Torch device, or ``"auto"``.
     show_progress_bar : bool
-        Show the trainer's progress bar.
+        Show the trainer's progress bar and log lines; quiet otherwise.
 
     Returns
     -------
@@ -540,8 +563,8 @@ def fine_tune(
         steps since the last log; for a soup, also the mean over its members),
         one entry per log. ``pandas.DataFrame(history)`` makes it a table.
     """
-    config = config or FineTuneConfig()
-    _engine.check_model_location(os.fspath(model))
+    recipe = recipe or FineTuneConfig()
+    check_model_location(configs[0].model)
     if not len(sentences1) == len(sentences2) == len(scores):
         raise ValueError(
             f"sentences1, sentences2 and scores must have equal lengths, got "
@@ -549,23 +572,22 @@ def fine_tune(
         )
     scores = np.asarray(scores, dtype=np.float64)
     low, high = score_range if score_range is not None else (scores.min(), scores.max())
-    unit_scores = normalise_scores(scores, low, high)
-    device = _engine.resolve_device(device)
-    if config.bf16:
-        _engine.warn_if_bfloat16_is_slow("bf16=True", "bf16=False", device)
-    dataset = _training_dataset(sentences1, sentences2, unit_scores, config)
-    loaded = {"revision": revision, "trust_remote_code": trust_remote_code}
+    unit_scores = rescale_scores(scores, low, high)
+    device = resolve_device(configs[0].device)
+    if recipe.bf16:
+        warn_if_bfloat16_is_slow("bf16=True", "bf16=False", device)
+    dataset = _training_dataset(sentences1, sentences2, unit_scores, recipe)
     histories, weight_sum = [], None
-    for member_seed in range(seed, seed + config.soup):
+    for member_seed in range(seed, seed + recipe.soup):
         st_model, history = _train_one(
-            model, loaded, dataset, config, member_seed, device, show_progress_bar
+            configs, dataset, recipe, member_seed, device, show_progress_bar
         )
         histories.append(history)
-        if config.soup > 1:
+        if recipe.soup > 1:
             weight_sum = _add_weights(weight_sum, st_model.state_dict())
-    if config.soup > 1:
+    if recipe.soup > 1:
         st_model.load_state_dict(
-            {name: total / config.soup if total.is_floating_point() else total
+            {name: total / recipe.soup if total.is_floating_point() else total
              for name, total in weight_sum.items()}
         )
     # Members log at the same steps: the soup's loss is their mean.
@@ -575,8 +597,8 @@ def fine_tune(
         "epoch": logs[0, :, 1],
         "loss": logs[:, :, 2].mean(axis=0),
     }
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    st_model.save(str(output_dir))
-    forget_encoders(str(output_dir))
+    os.makedirs(output_dir, exist_ok=True)
+    with quiet_transformers():
+        st_model.save(os.fspath(output_dir))
+    unload_models(output_dir)  # this process may hold the folder's previous weights
     return history

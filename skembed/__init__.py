@@ -1,7 +1,7 @@
 """skembed: sentence embeddings as scikit-learn estimators."""
 
-from ._cache import EmbeddingCache
-from ._engine import DEFAULT_MODEL
+from ._cache import CacheError, EmbeddingCache
+from ._engine import TruncationWarning
 from ._evaluation import (
     STSResult,
     evaluate_sts,
@@ -11,20 +11,35 @@ from ._evaluation import (
     spearman_scorer,
 )
 from ._finetune import FineTuneConfig
+from ._input import MissingTextError
+from ._models import ModelLoadError, unload_models
+from ._options import DEFAULT_MODEL
 from ._regressor import SimilarityRegressor
+from ._similarity import pair_similarity
 from ._vectorizer import EmbeddingVectorizer
 
 __all__ = [
     "DEFAULT_MODEL",
+    "CacheError",
     "EmbeddingCache",
     "EmbeddingVectorizer",
     "FineTuneConfig",
+    "MissingTextError",
+    "ModelLoadError",
     "STSResult",
     "SimilarityRegressor",
+    "TruncationWarning",
     "evaluate_sts",
+    "pair_similarity",
     "pearson_score",
     "pearson_scorer",
     "spearman_score",
     "spearman_scorer",
+    "unload_models",
 ]
 __version__ = "0.1.0"
+
+# Public classes say where users import them from (tracebacks, reprs, pickles).
+for _public in (CacheError, MissingTextError, ModelLoadError, TruncationWarning):
+    _public.__module__ = __name__
+del _public

@@ -1,7 +1,10 @@
 """The ``skembed`` command line: quick jobs without writing Python.
 
 Each sub-command is one ``_add_<name>`` function that declares its arguments
-and sets ``func``; :func:`main` dispatches.
+and sets ``func``; :func:`main` dispatches. The options that configure the
+model come from their declarations (:mod:`skembed._options`), so every model
+option is a flag of every command that embeds text. The commands use the
+public API and their file helpers only.
 """
 
 from __future__ import annotations
@@ -10,28 +13,43 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._engine import BACKENDS, DEFAULT_MODEL, DEVICES, PRECISIONS
-from ._input import MISSING_POLICIES
+from ._options import VECTORIZER_OPTIONS, Choice, Flag, Integer
+
+#: Which commands take the options of each ``cli`` scope of the declarations.
+SCOPES = {
+    "similarity": ("every", "files"),
+    "evaluate": ("every",),
+    "embed": ("every", "files", "embed"),
+    "fine-tune": ("every",),
+}
 
 
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        help="sentence-transformers model name or local folder (default: %(default)s)",
-    )
-    parser.add_argument("--backend", choices=BACKENDS, default="sentence-transformers")
-    parser.add_argument("--device", choices=DEVICES, default="auto")
-    parser.add_argument("--precision", choices=PRECISIONS, default="float32")
-    parser.add_argument("--batch-size", type=int, default=32)
+def _add_model_options(parser: argparse.ArgumentParser, command: str) -> None:
+    """A flag for each declared option of ``command``'s scopes: ``--max-seq-length`` and so on."""
+    for option in VECTORIZER_OPTIONS:
+        if option.cli not in SCOPES[command]:
+            continue
+        flag = "--" + option.name.replace("_", "-")
+        kinds = [kind for kind in option.accepts if kind is not None]
+        if kinds == [Flag]:
+            action = "store_true" if option.default is False else argparse.BooleanOptionalAction
+            parser.add_argument(flag, action=action, default=option.default, help=option.help)
+            continue
+        choices = kinds[0].values if len(kinds) == 1 and isinstance(kinds[0], Choice) else None
+        integer = isinstance(kinds[0], Integer)
+        parser.add_argument(
+            flag, default=option.default, help=option.help, choices=choices,
+            type=int if integer else str,
+            metavar=None if choices else "N" if integer else option.name.upper(),
+        )
 
 
-def _add_file_job_arguments(parser: argparse.ArgumentParser) -> None:
-    """What every command that embeds a file into another file takes."""
-    parser.add_argument("--cache", metavar="PATH",
-                        help="an embedding cache file: texts met before are not re-embedded")
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    _add_model_arguments(parser)
+def _vectorizer(args, **overrides):
+    """The EmbeddingVectorizer the flags of ``args`` describe."""
+    from . import EmbeddingVectorizer
+
+    params = {o.name: getattr(args, o.name) for o in VECTORIZER_OPTIONS if hasattr(args, o.name)}
+    return EmbeddingVectorizer(**{**params, **overrides})
 
 
 def _short_name(model_or_file: str) -> str:
@@ -40,38 +58,18 @@ def _short_name(model_or_file: str) -> str:
     return path.name if path.exists() else model_or_file
 
 
-def _vectorizer_from_args(args, **extra):
-    from ._vectorizer import EmbeddingVectorizer
-
-    return EmbeddingVectorizer(
-        model=args.model,
-        backend=args.backend,
-        device=args.device,
-        precision=args.precision,
-        batch_size=args.batch_size,
-        **extra,
-    )
-
-
 #: The column ``skembed similarity --data`` adds to the pairs it scores.
 SIMILARITY_COLUMN = "similarity"
 
 
-def _cosines(vectorizer, pairs):
-    """Cosine similarity of the two texts of each row of ``pairs`` (2 columns)."""
-    import numpy as np
-
-    vectors = vectorizer.set_params(normalize=True).fit_transform(pairs)
-    half = vectors.shape[1] // 2
-    return np.einsum("ij,ij->i", vectors[:, :half], vectors[:, half:])
-
-
 def _similarity(args) -> int:
+    from . import pair_similarity
+
     if args.data is None:
         if args.sentence2 is None or args.out is not None:
             raise ValueError("give two sentences, or --data FILE --out FILE to score the "
                              "pairs of a file")
-        print(f"{_cosines(_vectorizer_from_args(args), [[args.sentence1, args.sentence2]])[0]:.4f}")
+        print(f"{pair_similarity([[args.sentence1, args.sentence2]], _vectorizer(args))[0]:.4f}")
         return 0
     if args.sentence1 is not None:
         raise ValueError("give two sentences or --data FILE, not both")
@@ -86,8 +84,7 @@ def _similarity(args) -> int:
     if suffix != ".npy" and SIMILARITY_COLUMN in table.columns:
         raise ValueError(f"{args.data} already has a column {SIMILARITY_COLUMN!r}, the column "
                          "this command adds; rename it, or write a .npy file")
-    pairs = list(zip(*_pair_texts(table, args.columns)))
-    similarity = _cosines(_vectorizer_from_args(args, cache=args.cache), pairs)
+    similarity = pair_similarity(table[list(args.columns)], _vectorizer(args))
     if suffix == ".npy":
         write_output(similarity, args.out)
     else:
@@ -111,15 +108,16 @@ def _add_similarity(subparsers) -> None:
                         default=["sentence1", "sentence2"],
                         help="the two text columns of --data (default: %(default)s)")
     parser.add_argument("--out", help="with --data: the file to write (a table or .npy)")
-    _add_file_job_arguments(parser)
-    parser.set_defaults(func=_similarity)
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _add_model_options(parser, "similarity")
+    parser.set_defaults(func=_similarity, missing_remedy=PAIR_REMEDY)
 
 
 def _cache_command(args) -> int:
     import json
     import os
 
-    from ._cache import EmbeddingCache
+    from . import EmbeddingCache
 
     if not os.path.isfile(args.path):
         raise ValueError(f"no cache file at {args.path!r}")
@@ -137,13 +135,11 @@ def _cache_command(args) -> int:
     print(f"size:     {info['size_bytes'] / 2**20:.2f} MiB on disk")
     print(f"vectors:  {info['n_vectors']}")
     print(f"lookups:  {info['hits']} hits, {info['misses']} misses")
+    hidden = {"model", "identity", "dim", "n_vectors", "key_version"}
     for model in info["models"]:
-        print(
-            f"model:    {model['model']} ({model['backend']}, {model['precision']}, "
-            f"{model['device_type']}, normalize={model['normalize']}, "
-            f"max_seq_length={model['max_seq_length']}): {model['n_vectors']} vectors "
-            f"of {model['dim']} dims [{model['identity']}]"
-        )
+        settings = ", ".join(f"{k}={v}" for k, v in model.items() if k not in hidden)
+        print(f"model:    {model['model']} ({settings}): {model['n_vectors']} vectors "
+              f"of {model['dim']} dims [{model['identity']}]")
     return 0
 
 
@@ -160,6 +156,8 @@ def _add_cache(subparsers) -> None:
 
 
 PAIR_COLUMNS = ("sentence1", "sentence2", "similarity_score")
+#: What the error about a missing text of a pair tells the user to do.
+PAIR_REMEDY = "Fill it or drop its row: every pair needs both texts."
 
 
 def _add_pair_arguments(parser: argparse.ArgumentParser, option: str, what: str) -> None:
@@ -178,46 +176,36 @@ def _add_pair_arguments(parser: argparse.ArgumentParser, option: str, what: str)
     )
 
 
-def _pair_texts(table, columns) -> tuple:
-    """The two text columns of ``table``, as lists; a missing text is an error."""
-    from ._input import to_text_columns
-
-    texts = to_text_columns(
-        table[list(columns)],
-        missing_remedy="Fill it or drop its row: every pair needs both texts.",
-    )
-    return texts.columns[0].tolist(), texts.columns[1].tolist()
-
-
-def _read_pairs(path, columns):
-    """The two text columns (validated, no missing cell) and the scores of a file."""
-    from ._files import check_columns, numeric_column, read_table
+def _read_pairs(path, columns) -> tuple:
+    """The two text columns (a DataFrame, no missing cell) and the scores of a file."""
+    from ._files import check_columns, check_texts, numeric_column, read_table
 
     table = read_table(path)
     check_columns(table, columns, path)
-    return (*_pair_texts(table, columns[:2]), numeric_column(table, columns[2], path))
+    check_texts(table, columns[:2])
+    return table[list(columns[:2])], numeric_column(table, columns[2], path)
 
 
 def _evaluate(args) -> int:
     import json
 
-    from ._evaluation import evaluate_sts
+    from . import evaluate_sts
 
     if args.plot:
         from ._plotting import check_plot_path
 
         check_plot_path(args.plot)
-    sentences1, sentences2, scores = _read_pairs(args.data, args.columns)
-    result = evaluate_sts(_vectorizer_from_args(args), sentences1, sentences2, scores)
+    pairs, scores = _read_pairs(args.data, args.columns)
+    result = evaluate_sts(_vectorizer(args), pairs.iloc[:, 0], pairs.iloc[:, 1], scores)
     if args.json:
         print(json.dumps({"model": args.model, "data": args.data, **result.as_dict()}))
     else:
         _print_sts(result)
     if args.plot:
-        from ._plotting import draw_sts, save_figure
+        from ._plotting import save_figure
 
         title = f"{_short_name(args.model)} on {_short_name(args.data)}"
-        save_figure(lambda ax: draw_sts(result, ax, title=title), args.plot)
+        save_figure(lambda ax: result.plot(ax, title=title), args.plot)
         print(f"plot:     {args.plot}")
     return 0
 
@@ -239,8 +227,8 @@ def _add_evaluate(subparsers) -> None:
     _add_pair_arguments(parser, "--data", "the pairs to score")
     parser.add_argument("--plot", metavar="FILE", help="also draw a scatter plot to FILE (PNG)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    _add_model_arguments(parser)
-    parser.set_defaults(func=_evaluate)
+    _add_model_options(parser, "evaluate")
+    parser.set_defaults(func=_evaluate, missing_remedy=PAIR_REMEDY)
 
 
 def _embed(args) -> int:
@@ -249,7 +237,6 @@ def _embed(args) -> int:
     import pandas as pd
 
     from ._files import check_columns, check_output, read_table, write_output
-    from ._input import to_text_columns
 
     suffix = check_output(args.out, overwrite=args.overwrite, inputs=[args.input])
     if suffix == ".npy" and args.keep is not None:
@@ -261,20 +248,9 @@ def _embed(args) -> int:
     keep = list(table.columns) if args.keep is None else args.keep
     check_columns(table, keep, args.input)
 
-    vectorizer = _vectorizer_from_args(
-        args,
-        max_seq_length=args.max_seq_length,
-        normalize=args.normalize,
-        handle_missing=args.handle_missing,
-        cache=args.cache,
-    )
+    vectorizer = _vectorizer(args)
     texts = table[columns]
-    to_text_columns(  # a missing cell is reported with this command's option, before any work
-        texts,
-        handle_missing=args.handle_missing,
-        missing_remedy="Fill it, drop its row, or pass --handle-missing empty or zero.",
-    )
-    # fit() loads the model and learns the output's column names; nothing is embedded yet.
+    # fit() checks every cell and learns the output's column names; nothing is embedded yet.
     names = vectorizer.fit(texts).get_feature_names_out()
     clash = sorted(set(keep) & set(names)) if suffix != ".npy" else []
     if clash:
@@ -317,21 +293,21 @@ def _add_embed(subparsers) -> None:
     parser.add_argument("--keep", nargs="*", metavar="NAME",
                         help="columns to copy into a table output (default: all; "
                         "--keep alone: none)")
-    parser.add_argument("--normalize", action="store_true", help="unit-length vectors")
-    parser.add_argument("--max-seq-length", type=int, help="truncate texts to N tokens")
-    parser.add_argument("--handle-missing", choices=MISSING_POLICIES, default="error",
-                        help="an empty cell: an error (default), the empty text, or zeros")
-    _add_file_job_arguments(parser)
-    parser.set_defaults(func=_embed)
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _add_model_options(parser, "embed")
+    parser.set_defaults(
+        func=_embed,
+        missing_remedy="Fill it, drop its row, or pass --handle-missing empty or zero.",
+    )
 
 
 def _json_object(text: str | None, option: str) -> dict:
-    """The JSON object given as ``text`` or in the file it names; {} for None."""
+    """The JSON object given as ``text`` (of any length) or in the file it names; {} for None."""
     import json
 
     if text is None:
         return {}
-    if Path(text).is_file():
+    if not text.lstrip().startswith(("{", "[")) and Path(text).is_file():
         text = Path(text).read_text(encoding="utf-8")
     try:
         value = json.loads(text)
@@ -345,10 +321,7 @@ def _json_object(text: str | None, option: str) -> dict:
 def _fine_tune(args) -> int:
     import time
 
-    import numpy as np
-
-    from ._evaluation import evaluate_sts
-    from ._finetune import FineTuneConfig, fine_tune, trainer_seed
+    from . import FineTuneConfig, SimilarityRegressor, evaluate_sts
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -356,29 +329,31 @@ def _fine_tune(args) -> int:
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise ValueError(f"{args.out!r} is a folder that is not empty; pass --overwrite "
                          "to save the model into it anyway")
-    config = FineTuneConfig.from_params(_json_object(args.params, "--params"))
+    recipe = FineTuneConfig.from_params(_json_object(args.params, "--params"))
     if args.plot:
         from ._plotting import check_plot_path
 
         check_plot_path(args.plot)
-    sentences1, sentences2, scores = _read_pairs(args.train, args.columns)
+    pairs, scores = _read_pairs(args.train, args.columns)
     dev = _read_pairs(args.dev, args.columns) if args.dev else None
     start = time.perf_counter()
-    history = fine_tune(args.model, sentences1, sentences2, scores, out, config=config,
-                        seed=trainer_seed(np.random.RandomState(args.seed)), device=args.device)
+    regressor = SimilarityRegressor(
+        _vectorizer(args, show_progress_bar=True), fine_tune=True, fine_tune_params=recipe,
+        fine_tune_dir=out, random_state=args.seed,
+    ).fit(pairs, scores)
     print(f"fine-tuned on {len(scores)} pairs in {time.perf_counter() - start:.0f} s; "
           f"saved to {out}")
     if args.plot:
         from ._plotting import draw_history, save_figure
 
         title = f"fine-tuning {_short_name(args.model)} on {_short_name(args.train)}"
-        save_figure(lambda ax: draw_history(history, ax, title=title), args.plot)
+        save_figure(lambda ax: draw_history(regressor.fine_tune_history_, ax, title=title),
+                    args.plot)
         print(f"plot:     {args.plot}")
     if dev is not None:
-        from ._vectorizer import EmbeddingVectorizer
-
+        (dev_pairs, dev_scores) = dev
         print(f"dev ({args.dev}):")
-        _print_sts(evaluate_sts(EmbeddingVectorizer(str(out), device=args.device), *dev))
+        _print_sts(evaluate_sts(regressor, dev_pairs.iloc[:, 0], dev_pairs.iloc[:, 1], dev_scores))
     return 0
 
 
@@ -388,8 +363,9 @@ def _add_fine_tune(subparsers) -> None:
         help="fine-tune a model on scored sentence pairs",
         description="Fine-tune a sentence-transformers model on scored sentence pairs "
         "and save it to a folder that EmbeddingVectorizer(model=DIR) and "
-        "SentenceTransformer(DIR) load. The recipe is FineTuneConfig's (the default "
-        "model card's by default); --params overrides any of it.",
+        "SentenceTransformer(DIR) load: the model SimilarityRegressor(fine_tune=True) "
+        "trains. The recipe is FineTuneConfig's (the default model card's by default); "
+        "--params overrides any of it.",
     )
     _add_pair_arguments(parser, "--train", "the training pairs")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder to save the model to")
@@ -405,10 +381,8 @@ def _add_fine_tune(subparsers) -> None:
                         "fine_tune=True) trains the same model (default: 0)")
     parser.add_argument("--overwrite", action="store_true",
                         help="save into --out even if it holds files")
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help="the model to start from (default: %(default)s)")
-    parser.add_argument("--device", choices=DEVICES, default="auto")
-    parser.set_defaults(func=_fine_tune)
+    _add_model_options(parser, "fine-tune")
+    parser.set_defaults(func=_fine_tune, missing_remedy=PAIR_REMEDY)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -429,13 +403,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    import warnings
+
+    from . import MissingTextError
+
     parser = build_parser()
     args = parser.parse_args(argv)
+
+    def show(message, category, *_args, **_kwargs):
+        print(f"skembed {args.command}: warning: {message}", file=sys.stderr)
+
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = show
+            return args.func(args)
+    except MissingTextError as exc:  # the command's own remedy, not the Python parameter's
+        print(f"skembed {args.command}: error: a missing text at {exc.where} ({exc.n_missing} "
+              f"in that column). {args.missing_remedy}", file=sys.stderr)
     except (ValueError, TypeError, OSError, ImportError) as exc:
         print(f"skembed {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -85,6 +85,21 @@ def check_columns(table: pd.DataFrame, columns, path) -> None:
         )
 
 
+def check_texts(table: pd.DataFrame, columns) -> None:
+    """Raise a :class:`~skembed.MissingTextError` for the first empty cell of ``columns``.
+
+    For files read before long work (fine-tuning), so that a hole in a
+    later file is found before the work, not after.
+    """
+    from . import MissingTextError
+
+    for column in columns:
+        missing = table[column].isna().to_numpy()
+        if missing.any():
+            row = int(np.flatnonzero(missing)[0])
+            raise MissingTextError(f"column {column!r}, row {row}", int(missing.sum()))
+
+
 def numeric_column(table: pd.DataFrame, column: str, path) -> np.ndarray:
     """``table[column]`` as float64, or a ValueError naming the first bad cell."""
     values = pd.to_numeric(table[column], errors="coerce")

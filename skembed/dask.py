@@ -57,17 +57,23 @@ def _set_torch_threads(n_threads):
 
 
 def _partition_error(exc: Exception, number, total, part) -> Exception:
-    """``exc`` with a message that names the partition it came from."""
+    """``exc`` with a message that names the partition it came from.
+
+    Of the same class where its constructor takes a message, else of the
+    nearest built-in class it derives from.
+    """
     where = f"partition {number}" if total is None else f"partition {number} of {total}"
     index = getattr(part, "index", None)
     if index is not None and len(index):
         first, last = index[[0, -1]].tolist()
         where += f", index labels {first!r} to {last!r}"
     message = f"skembed could not embed {where}: {exc}"
-    try:
-        return type(exc)(message)
-    except Exception:  # noqa: BLE001 - exceptions whose constructor wants more
-        return RuntimeError(message)
+    for cls in type(exc).__mro__:
+        try:
+            return cls(message)
+        except Exception:  # noqa: BLE001 - a constructor that wants more than a message
+            continue
+    return RuntimeError(message)  # pragma: no cover - BaseException takes a message
 
 
 def _embed_part(part, vectorizer, n_out, torch_threads, number, total) -> np.ndarray:
@@ -124,10 +130,12 @@ def embed(vectorizer, X, *, columns=None, output="array", torch_threads=None):
     Parameters
     ----------
     vectorizer : EmbeddingVectorizer
-        Fitted or not. An unfitted vectorizer is not changed: a clone of it is
-        fitted on a one-row placeholder with the columns of ``X`` (fitting
-        reads no text), in a Dask task, so that the model loads where the
-        work runs rather than in the client.
+        Fitted or not. With a fitted vectorizer the call computes nothing.
+        An unfitted one is not changed: a clone of it is fitted on a one-row
+        placeholder with the columns of ``X`` (fitting reads no text), in one
+        Dask task run during the call, because the width of the result (the
+        model's dimension) must be known before it is computed; the model
+        loads where the work runs, never in the client.
     X : dask Series, DataFrame, Array or Bag
         The texts: a Series or 1-D Array is one text column, a DataFrame or
         2-D Array has one text column per column, and a Bag holds one text
@@ -172,6 +180,14 @@ def embed(vectorizer, X, *, columns=None, output="array", torch_threads=None):
     >>> X.compute().shape
     (3, 384)
     """
+    _check_arguments(vectorizer, output, torch_threads)
+    X, frame_like, n_columns, sample = _text_collection(X, columns, output)
+    vectorizer = _fitted(vectorizer, sample)
+    _check_fitted_columns(vectorizer, X, n_columns)
+    return _map(X, vectorizer, frame_like, n_columns, output, torch_threads)
+
+
+def _check_arguments(vectorizer, output, torch_threads) -> None:
     if not isinstance(vectorizer, EmbeddingVectorizer):
         raise TypeError(
             f"vectorizer must be an EmbeddingVectorizer, got {type(vectorizer).__name__}."
@@ -184,6 +200,10 @@ def embed(vectorizer, X, *, columns=None, output="array", torch_threads=None):
     ):
         raise ValueError(f"torch_threads must be a positive int or None, got {torch_threads!r}.")
 
+
+def _text_collection(X, columns, output) -> tuple:
+    """``X`` as the collection to map (selected columns; a Bag as an Array), whether it is a
+    DataFrame or Series, its number of text columns and a one-row placeholder sample."""
     frame_like = isinstance(X, dd.DataFrame | dd.Series)
     if columns is not None:
         if not isinstance(X, dd.DataFrame):
@@ -199,7 +219,8 @@ def embed(vectorizer, X, *, columns=None, output="array", torch_threads=None):
         n_columns = len(X.columns) if isinstance(X, dd.DataFrame) else 1
         sample = X._meta.iloc[:0].reindex([0]).astype(object)
         sample[:] = _PLACEHOLDER
-    elif isinstance(X, db.Bag | da.Array):
+        return X, True, n_columns, sample
+    if isinstance(X, db.Bag | da.Array):
         if output == "dataframe":
             raise ValueError(
                 "output='dataframe' needs a Dask DataFrame or Series: a "
@@ -208,16 +229,32 @@ def embed(vectorizer, X, *, columns=None, output="array", torch_threads=None):
         X = _as_text_array(X)
         n_columns = 1 if X.ndim == 1 else X.shape[1]
         sample = np.full((1,) if X.ndim == 1 else (1, n_columns), _PLACEHOLDER, dtype=object)
-    else:
-        raise TypeError(
-            "X must be a Dask DataFrame, Series, Array or Bag of texts, got "
-            f"{type(X).__name__}; embed in-memory data with vectorizer.transform."
-        )
+        return X, False, n_columns, sample
+    raise TypeError(
+        "X must be a Dask DataFrame, Series, Array or Bag of texts, got "
+        f"{type(X).__name__}; embed in-memory data with vectorizer.transform."
+    )
 
+
+def _fitted(vectorizer, sample):
+    """``vectorizer`` if fitted; else a clone fitted on ``sample`` in one Dask task.
+
+    A Dask collection's width must be known before it is computed, and the
+    width of the vectors is the model's dimension: that one task (on a
+    worker, where the model then stays) is all this call computes.
+    """
     try:
         check_is_fitted(vectorizer)
     except NotFittedError:
         vectorizer = dask.delayed(_fit, pure=False)(clone(vectorizer), sample).compute()
+    if vectorizer.show_progress_bar == "auto":
+        # Progress bars of workers end up in their logs: Dask has its own.
+        vectorizer = copy.copy(vectorizer)
+        vectorizer.show_progress_bar = False
+    return vectorizer
+
+
+def _check_fitted_columns(vectorizer, X, n_columns) -> None:
     if vectorizer.n_features_in_ != n_columns:
         raise ValueError(
             f"X has {n_columns} text columns, but the vectorizer was fitted on "
@@ -230,11 +267,10 @@ def embed(vectorizer, X, *, columns=None, output="array", torch_threads=None):
                 f"X has the text columns {list(X.columns)}, but the vectorizer was fitted "
                 f"on {list(fitted_names)}; select them with columns=."
             )
-    if vectorizer.show_progress_bar == "auto":
-        # Progress bars of workers end up in their logs: Dask has its own.
-        vectorizer = copy.copy(vectorizer)
-        vectorizer.show_progress_bar = False
 
+
+def _map(X, vectorizer, frame_like, n_columns, output, torch_threads):
+    """The lazy collection of the vectors of ``X``, partition by partition."""
     n_out = n_columns * vectorizer.embedding_dim_
     meta = np.empty((0, n_out), dtype=np.float32)
     if not frame_like:

@@ -1,13 +1,18 @@
 """Shared pytest fixtures: real (tiny or pretrained) models saved on disk.
 
-No model can be downloaded here, so the suite builds a tiny random DistilBERT
-with the default model's real WordPiece tokenizer, saves it in the
-sentence-transformers layout, and loads it by path through the public API,
-exactly as a user's local model is loaded.
+No model can be downloaded here, so the suite builds tiny random models with
+the default model's real WordPiece tokenizer (or, for one kind, a real
+SentencePiece-like tokenizer trained here), saves them in the
+sentence-transformers layout under pytest's temporary folders, and loads them
+by path through the public API, exactly as a user's local model is loaded.
+:func:`build_model` is the one builder: every kind of model a user can load
+that the suite knows (plain, prompted, Matryoshka, normalised, with a Dense
+layer, static, ...) is a ``kind`` of it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -28,14 +33,56 @@ DISTILUSE_SKELETON = SHARED / "data" / "distiluse-base-multilingual-cased-v2"
 STSB_DIR = SHARED / "data" / "stsb_multi_mt_es"
 
 TINY_DIM = 32
+#: The model of estimators that exist before any fixture (parametrize_with_checks):
+#: each test gives them the session's tiny model with set_params before use.
+PLACEHOLDER_MODEL = "tiny-model-set-by-the-test"
 
 
-def build_tiny_model(out: Path, *, seed: int = 0, dim: int = TINY_DIM) -> Path:
+def _strict_xfail() -> dict:
+    """``xfail_strict=True`` where parametrize_with_checks takes it (scikit-learn >= 1.7)."""
+    import inspect
+
+    from sklearn.utils.estimator_checks import parametrize_with_checks
+
+    supported = "xfail_strict" in inspect.signature(parametrize_with_checks).parameters
+    return {"xfail_strict": True} if supported else {}
+
+
+STRICT_XFAIL = _strict_xfail()
+#: The prompts of the "prompted" and "instructor" kinds.
+PROMPTS = {"query": "consulta: ", "document": "documento: ", "empty": ""}
+
+#: Every kind of model :func:`build_model` makes, and what sets it apart.
+MODEL_KINDS = {
+    "plain": "DistilBERT and mean pooling, the default model's layout",
+    "prompted": "prompts with a default_prompt_name, as E5/BGE/GTE models have",
+    "matryoshka": "truncate_dim in its config_sentence_transformers.json",
+    "normalized": "a Normalize module, as all-MiniLM-L6-v2 has",
+    "dense": "a Dense layer (tanh), as distiluse-base-multilingual-cased has",
+    "cls": "CLS pooling",
+    "lowercase": "do_lower_case on a cased tokenizer",
+    "metaspace": "a SentencePiece-like tokenizer, for which spaces around a text matter",
+    "instructor": "pooling that leaves the prompt's tokens out (INSTRUCTOR-like)",
+    "layernorm": "a LayerNorm module after pooling",
+    "static": "a StaticEmbedding first module (model2vec-like), no transformers network",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _skeleton_tokenizer():
+    """The default model's tokenizer (its vocab.txt made a fast tokenizer: seconds, so once)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(DISTILUSE_SKELETON))
+
+
+def build_tiny_model(out: Path, *, seed: int = 0, dim: int = TINY_DIM,
+                     lowercase: bool = False) -> Path:
     """Save a 2-layer random DistilBERT + mean pooling in sentence-transformers layout."""
     import torch
-    from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
+    from transformers import DistilBertConfig, DistilBertModel
 
-    tokenizer = AutoTokenizer.from_pretrained(str(DISTILUSE_SKELETON))
+    tokenizer = _skeleton_tokenizer()
     config = DistilBertConfig(
         vocab_size=len(tokenizer),
         dim=dim,
@@ -53,12 +100,95 @@ def build_tiny_model(out: Path, *, seed: int = 0, dim: int = TINY_DIM) -> Path:
     for name in ("modules.json", "config_sentence_transformers.json"):
         shutil.copyfile(DISTILUSE_SKELETON / name, out / name)
     (out / "sentence_bert_config.json").write_text(
-        json.dumps({"max_seq_length": 128, "do_lower_case": False})
+        json.dumps({"max_seq_length": 128, "do_lower_case": lowercase})
     )
     pooling = json.loads((DISTILUSE_SKELETON / "1_Pooling" / "config.json").read_text())
     pooling["word_embedding_dimension"] = dim
     (out / "1_Pooling").mkdir(exist_ok=True)
     (out / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    return out
+
+
+def _metaspace_network(out: Path, *, seed: int, dim: int) -> Path:
+    """A tiny BERT whose tokenizer is a BPE with a Metaspace pre-tokenizer, trained here."""
+    import pandas as pd
+    import torch
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers.trainers import BpeTrainer
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    rust = Tokenizer(models.BPE(unk_token="<unk>"))
+    rust.normalizer = normalizers.NFKC()
+    rust.pre_tokenizer = pre_tokenizers.Metaspace()
+    rust.decoder = decoders.Metaspace()
+    sentences = pd.read_csv(STSB_DIR / "train.csv")["sentence1"].head(2000).tolist()
+    rust.train_from_iterator(sentences, BpeTrainer(vocab_size=800, special_tokens=specials))
+    rust.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", special_tokens=[("<s>", 1), ("</s>", 2)]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=rust, pad_token="<pad>", bos_token="<s>", cls_token="<s>",
+        eos_token="</s>", sep_token="</s>", unk_token="<unk>", model_max_length=128,
+    )
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=dim, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=2 * dim,
+                        max_position_embeddings=128, pad_token_id=0)
+    torch.manual_seed(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    BertModel(config).eval().save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    return out
+
+
+def build_model(out: Path, kind: str = "plain", *, seed: int = 0, dim: int = TINY_DIM) -> Path:
+    """Save a tiny random model of one of :data:`MODEL_KINDS` to ``out``; returns ``out``."""
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; kinds: {sorted(MODEL_KINDS)}")
+    if kind in ("plain", "lowercase"):  # as sentence-transformers 2 to 5 saved them
+        return build_tiny_model(out, seed=seed, dim=dim, lowercase=kind == "lowercase")
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import (
+        Dense,
+        LayerNorm,
+        Normalize,
+        Pooling,
+        StaticEmbedding,
+        Transformer,
+    )
+
+    settings: dict = {}
+    work = out.parent / f".{out.name}-parts"
+    if kind == "static":
+        from tokenizers import Tokenizer
+
+        torch.manual_seed(seed)
+        wordpiece = _skeleton_tokenizer().backend_tokenizer
+        modules = [StaticEmbedding(Tokenizer.from_str(wordpiece.to_str()), embedding_dim=dim)]
+    elif kind == "metaspace":
+        network = _metaspace_network(work, seed=seed, dim=dim)
+        modules = [Transformer(str(network)), Pooling(dim, "mean")]
+    else:
+        base = build_tiny_model(work, seed=seed, dim=dim)
+        modules = [Transformer(str(base)), Pooling(dim, "cls" if kind == "cls" else "mean",
+                                        include_prompt=kind != "instructor")]
+        torch.manual_seed(seed + 1)
+        if kind == "normalized":
+            modules.append(Normalize())
+        elif kind == "dense":
+            modules.append(Dense(dim, 3 * dim // 4, activation_function=torch.nn.Tanh()))
+        elif kind == "layernorm":
+            modules.append(LayerNorm(dim))
+        elif kind == "matryoshka":
+            settings["truncate_dim"] = dim // 2
+        if kind in ("prompted", "instructor"):
+            settings.update(prompts=dict(PROMPTS), default_prompt_name="query")
+    from skembed._models import quiet_transformers
+
+    with quiet_transformers():
+        SentenceTransformer(modules=modules, device="cpu", **settings).save(str(out))
+    shutil.rmtree(work, ignore_errors=True)
     return out
 
 
@@ -72,7 +202,21 @@ def minilm_path() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     """Path of the session's tiny model; tests must not write into it."""
-    return str(build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-distilbert"))
+    return str(build_model(tmp_path_factory.mktemp("models") / "tiny-distilbert"))
+
+
+@pytest.fixture(scope="session")
+def model_of_kind(tmp_path_factory):
+    """``model_of_kind(kind)``: the path of the session's model of that kind, built once."""
+    built: dict = {}
+
+    def get(kind: str) -> str:
+        if kind not in built:
+            folder = tmp_path_factory.mktemp("models") / f"tiny-{kind}"
+            built[kind] = str(build_model(folder, kind))
+        return built[kind]
+
+    return get
 
 
 @pytest.fixture

@@ -21,14 +21,13 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.utils._param_validation import InvalidParameterError
 
-from skembed import EmbeddingCache, EmbeddingVectorizer, _cache, _engine
-from skembed._cache import CacheError
+from skembed import EmbeddingCache, EmbeddingVectorizer, _cache, _models, _options, unload_models
+from skembed import ModelLoadError
+from skembed._cache import FILE_IN_FOLDER, CacheError
 from skembed._cli import main
 from skembed._fingerprint import hub_commit, model_identity
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from conftest import build_tiny_model  # noqa: E402
+from conftest import build_model
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +39,7 @@ def texts(stsb_dir) -> list:
 @pytest.fixture(scope="module")
 def other_model(tmp_path_factory) -> str:
     """The tiny model's architecture with other random weights (seed 1)."""
-    return str(build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-seed1", seed=1))
+    return str(build_model(tmp_path_factory.mktemp("models") / "tiny-seed1", seed=1))
 
 
 @pytest.fixture
@@ -92,15 +91,16 @@ def test_cached_vectors_are_bit_identical_and_counted(tiny_model, texts, db, mem
         assert len(stored_vectors(cache.path)) == 60
 
 
+@pytest.mark.slow
 def test_a_new_process_reads_the_file_without_computing(tiny_model, texts, db):
     expected = EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(texts[:30])
     code = textwrap.dedent(
         f"""
         import numpy as np, sys
-        from skembed import EmbeddingCache, EmbeddingVectorizer, _engine
+        from skembed import EmbeddingCache, EmbeddingVectorizer, _models
         X = EmbeddingVectorizer({tiny_model!r}, device="cpu", cache={db!r}).fit_transform(
             {texts[:30]!r})
-        assert _engine.MODEL_LOADS == 0, _engine.MODEL_LOADS
+        assert _models.MODEL_LOADS == 0, _models.MODEL_LOADS
         print(EmbeddingCache({db!r}).stats())
         sys.stdout.buffer.write(X.tobytes())
         """
@@ -115,16 +115,16 @@ def test_fully_cached_fit_transform_does_not_load_the_model(tiny_model, texts, d
     params = dict(device="cpu", cache=db)
     expected = EmbeddingVectorizer(tiny_model, **params).fit_transform(texts[:20])
 
-    monkeypatch.setattr(_engine, "_ENCODERS", {})  # as in a process that never loaded it
-    loads = _engine.MODEL_LOADS
+    unload_models()  # as in a process that never loaded it
+    loads = _models.MODEL_LOADS
     vectorizer = EmbeddingVectorizer(tiny_model, **params)
     assert vectorizer.fit_transform(texts[:20]).tobytes() == expected.tobytes()
     assert vectorizer.embedding_dim_ == 32
     assert vectorizer.fit(texts[:3]).transform(texts[5:10]).shape == (5, 32)
     assert len(vectorizer.get_feature_names_out()) == 32
-    assert _engine.MODEL_LOADS == loads
+    assert _models.MODEL_LOADS == loads
     vectorizer.transform(["a text never embedded"])  # the spy sees a real load
-    assert _engine.MODEL_LOADS == loads + 1
+    assert _models.MODEL_LOADS == loads + 1
 
 
 def test_clone_and_pickle_keep_the_cache(tiny_model, texts, db, memory):
@@ -135,11 +135,11 @@ def test_clone_and_pickle_keep_the_cache(tiny_model, texts, db, memory):
         assert twin.get_params()["cache"] == cache
         revived = pickle.loads(pickle.dumps(vectorizer))
         assert revived.get_params()["cache"] == cache
-        store = _cache.resolve_cache(cache)._store()
-        before = store.hits
+        counts = _cache.resolve_cache(cache)._state
+        before = counts.hits
         twin.fit_transform(texts[:15])
         revived.transform(texts[:15])
-        assert store.hits == before + 30 and store.misses == 15
+        assert counts.hits == before + 30 and counts.misses == 15
         EmbeddingCache(None).clear()
     # The handle pickles as its path, never as a connection.
     used = EmbeddingCache(db)
@@ -172,6 +172,7 @@ def test_grid_search_embeds_each_text_once(tiny_model, stsb_dir, memory):
     )
 
 
+@pytest.mark.slow
 def test_grid_search_with_four_processes_shares_one_file(tiny_model, stsb_dir, db):
     frame = pd.read_csv(stsb_dir / "dev.csv").drop_duplicates("sentence1").head(90)
     X, y = frame[["sentence1"]], frame["similarity_score"] >= 2.5
@@ -192,7 +193,7 @@ def test_grid_search_with_four_processes_shares_one_file(tiny_model, stsb_dir, d
         parallel.cv_results_["mean_test_score"], plain.cv_results_["mean_test_score"],
         atol=1e-12,
     )
-    _cache._STORES.clear()
+    _cache._STATES.clear()
     search(db, n_jobs=1)
     assert EmbeddingCache(db).stats()["misses"] == 0
 
@@ -201,13 +202,15 @@ def test_grid_search_with_four_processes_shares_one_file(tiny_model, stsb_dir, d
     "change",
     [
         {"precision": "bfloat16"},
-        {"normalize": True},
         {"max_seq_length": 8},
         {"backend": "transformers"},
+        {"prompt": "consulta: "},
+        {"truncate_dim": 16},
         "other weights",
     ],
     ids=str,
 )
+@pytest.mark.filterwarnings("ignore::skembed.TruncationWarning")  # cut on purpose
 def test_anything_that_changes_a_vector_changes_the_key(
     tiny_model, other_model, texts, db, change
 ):
@@ -223,19 +226,32 @@ def test_anything_that_changes_a_vector_changes_the_key(
     assert len(cache.info()["models"]) == 2
 
 
+def test_normalised_and_raw_uses_share_the_stored_vectors(tiny_model, texts, db):
+    raw = EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(texts[:10])
+    cache = EmbeddingCache(db)
+    before = cache.stats()
+    unit = EmbeddingVectorizer(tiny_model, device="cpu", cache=db, normalize=True)
+    X = unit.fit_transform(texts[:10])
+    assert cache.stats() == {"hits": before["hits"] + 10, "misses": before["misses"]}
+    np.testing.assert_allclose(X, raw / np.linalg.norm(raw, axis=1, keepdims=True), atol=1e-7)
+    assert X.tobytes() == fresh(tiny_model, texts[:10], normalize=True).tobytes()
+    assert len(cache.info()["models"]) == 1
+
+
+@pytest.mark.slow
 def test_a_new_process_reuses_the_model_file_digests_kept_in_the_file(
     tiny_model_copy, texts, db
 ):
     EmbeddingVectorizer(tiny_model_copy, device="cpu", cache=db).fit_transform(texts[:5])
     code = textwrap.dedent(
         f"""
-        from skembed import EmbeddingVectorizer, _engine, _fingerprint
+        from skembed import EmbeddingVectorizer, _fingerprint, _models
         hashed = []
         real = _fingerprint._hash_file
         _fingerprint._hash_file = lambda path: hashed.append(path) or real(path)
         EmbeddingVectorizer({str(tiny_model_copy)!r}, device="cpu", cache={db!r}).fit_transform(
             {texts[:5]!r})
-        assert _engine.MODEL_LOADS == 0
+        assert _models.MODEL_LOADS == 0
         print(len(hashed))
         """
     )
@@ -261,18 +277,18 @@ def test_new_files_have_pages_that_hold_a_vector(tiny_model, texts, db):
 
 def test_first_read_of_the_file_fills_the_process_store(tiny_model, texts, db):
     expected = EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(texts[:20])
-    store = _cache._SQLiteStore(db)  # as a new process would open it
-    key = next(iter(_cache._STORES[db].front.index))
-    model_key = _cache.ModelKey(key, {"model": tiny_model})
-    dim = expected.shape[1]
+    _cache._STATES.clear()  # a new process: nothing in memory
+    cache = EmbeddingCache(db)
+    key = cache.model_key(_options.EncoderConfig(model=tiny_model, device="cpu"), "cpu")
     # Part in front already, part from the file, one unknown text.
-    store.front.put(model_key, texts[:5], expected[:5])
+    cache._state.front.store(key.digest, key.description, texts[:5], expected[:5])
     wanted = texts[:20] + ["never embedded"]
-    out, missing = store.fetch(model_key, wanted, dim)
+    out, missing = cache.lookup(key, wanted)
     assert missing == [20]
     assert out[:20].tobytes() == expected.tobytes()
-    again, missing = store.front.fetch(model_key, wanted[:20], dim)
-    assert missing == [] and again.tobytes() == expected.tobytes()
+    again = np.empty((20, expected.shape[1]), dtype=np.float32)
+    assert cache._state.front.lookup(key.digest, wanted[:20], again) == []
+    assert again.tobytes() == expected.tobytes()
 
 
 def test_a_copied_model_folder_shares_its_vectors(tiny_model_copy, tiny_model, texts, db):
@@ -281,19 +297,11 @@ def test_a_copied_model_folder_shares_its_vectors(tiny_model_copy, tiny_model, t
     assert EmbeddingCache(db).stats() == {"hits": 10, "misses": 10}
 
 
-def test_rewritten_weights_invalidate_the_cache(
-    tiny_model_copy, other_model, texts, db, monkeypatch
-):
+def test_rewritten_weights_invalidate_the_cache(tiny_model_copy, other_model, texts, db):
     old = EmbeddingVectorizer(tiny_model_copy, device="cpu", cache=db).fit_transform(texts[:10])
     weights = "model.safetensors"
     shutil.copyfile(Path(other_model) / weights, Path(tiny_model_copy) / weights)
-    # The process still holds the old weights: their vectors must not be filed
-    # under the new files' identity.
-    with pytest.warns(RuntimeWarning, match="changed since it was loaded"):
-        EmbeddingVectorizer(tiny_model_copy, device="cpu", cache=db).fit_transform(texts[:10])
-    assert EmbeddingCache(db).info()["n_vectors"] == 10
-    # A process that loads the new weights caches their vectors.
-    monkeypatch.setattr(_engine, "_ENCODERS", {})
+    # The process loads the new weights, and files their vectors under the new identity.
     new = EmbeddingVectorizer(tiny_model_copy, device="cpu", cache=db).fit_transform(texts[:10])
     assert not np.allclose(new, old)
     assert new.tobytes() == fresh(other_model, texts[:10]).tobytes()
@@ -320,10 +328,13 @@ def test_hub_models_are_identified_by_their_commit(tmp_path, tiny_model, monkeyp
 
 def test_unloadable_unknown_model_raises_instead_of_caching(tmp_path, db):
     vectorizer = EmbeddingVectorizer(str(tmp_path / "no-such-model"), device="cpu", cache=db)
-    with pytest.raises(Exception) as error:
+    with pytest.raises(FileNotFoundError, match="No model folder at"):
         vectorizer.fit_transform(["hola"])
-    assert not isinstance(error.value, AssertionError)
     assert not os.path.exists(db) or EmbeddingCache(db).info()["n_vectors"] == 0
+    missing_hub = EmbeddingVectorizer("someone/not-cached", device="cpu", cache=db)
+    with pytest.raises(ModelLoadError, match="'someone/not-cached'"):
+        missing_hub.fit_transform(["hola"])
+    assert EmbeddingCache(db).info()["n_vectors"] == 0
 
 
 # Subprocesses run the cache itself (keys, transactions, reads) on the tiny
@@ -332,19 +343,27 @@ def test_unloadable_unknown_model_raises_instead_of_caching(tmp_path, db):
 HELPER = """
 import os, signal, sys
 import numpy as np
-from skembed import EmbeddingCache, _cache
-from skembed._engine import EncoderConfig
+from skembed import EmbeddingCache, _sqlite_store
+from skembed._options import EncoderConfig
 ref = np.load(sys.argv[1])
 reference = dict(zip(ref["texts"].tolist(), ref["vectors"]))
 config = EncoderConfig(model=sys.argv[2], device="cpu")
 cache = EmbeddingCache(sys.argv[3])
+key = cache.model_key(config, "cpu")
 texts = ref["texts"].tolist()
 
 def encode(batch):
     return np.stack([reference[t] for t in batch])
 
 def embed(batch):
-    out = cache.embed(config, batch, normalize=False, encode=encode)
+    out, missing = cache.lookup(key, batch)
+    if missing:  # as the vectorizer does: encode what is missing, then store it
+        todo = [batch[i] for i in missing]
+        if out is None:
+            out = encode(batch)
+        else:
+            out[missing] = encode(todo)
+        cache.store(key, todo, encode(todo))
     assert out.tobytes() == encode(batch).tobytes()
 """
 
@@ -356,7 +375,7 @@ for _ in range(8):
 
 KILLED = HELPER + """
 embed(texts[:20])  # committed
-rows = _cache._vector_rows
+rows = _sqlite_store.vector_rows
 
 def rows_then_die(*args):
     for i, row in enumerate(rows(*args)):
@@ -364,7 +383,7 @@ def rows_then_die(*args):
             os.kill(os.getpid(), signal.SIGKILL)  # mid-transaction
         yield row
 
-_cache._vector_rows = rows_then_die
+_sqlite_store.vector_rows = rows_then_die
 embed(texts[20:50])
 """
 
@@ -387,6 +406,7 @@ def check_file(db, reference):
     return len(stored)
 
 
+@pytest.mark.slow
 def test_several_processes_share_one_file(tiny_model, db, reference):
     ref_file, vectors = reference
     workers = [
@@ -407,7 +427,7 @@ def test_several_processes_share_one_file(tiny_model, db, reference):
     info = EmbeddingCache(db).info()
     assert info["n_vectors"] == len(seen) and info["hits"] + info["misses"] == 3 * 8 * 25
     # What the file holds is what a fresh vectorizer reads back.
-    _cache._STORES.clear()
+    _cache._STATES.clear()
     texts = list(vectors)
     warm = EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(
         [texts[i] for i in sorted(seen)]
@@ -416,6 +436,7 @@ def test_several_processes_share_one_file(tiny_model, db, reference):
     assert EmbeddingCache(db).stats()["misses"] == 0
 
 
+@pytest.mark.slow
 def test_a_process_killed_mid_write_leaves_only_whole_vectors(tiny_model, texts, db, reference):
     ref_file, vectors = reference
     result = subprocess.run(
@@ -448,7 +469,7 @@ def test_a_cache_of_another_version_asks_to_be_cleared(tiny_model, texts, db):
     EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(texts[:5])
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE skembed_meta SET value='999' WHERE name='version'")
-    _cache._STORES.clear()  # as a new process would
+    _cache._STATES.clear()  # as a new process would
     with pytest.raises(CacheError, match="cache schema 999.*skembed cache clear"):
         EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(texts[:5])
     assert main(["cache", "clear", db]) == 0
@@ -462,26 +483,27 @@ def test_damaged_vectors_are_detected_and_recomputed(tiny_model, texts, db):
         flipped = bytearray(32 * 4)
         conn.execute("UPDATE skembed_vectors SET vector=? WHERE text=?", (bytes(flipped), keys[0]))
         conn.execute("UPDATE skembed_vectors SET vector=x'00' WHERE text=?", (keys[1],))
-    _cache._STORES.clear()  # a new process: nothing held in memory
+    _cache._STATES.clear()  # a new process: nothing held in memory
     cache = EmbeddingCache(db)
     with pytest.warns(RuntimeWarning, match="2 vector\\(s\\).*checksum"):
         X = EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(texts[:6])
     assert cache.stats() == {"hits": 4, "misses": 2}
     np.testing.assert_allclose(X, expected, rtol=1e-5, atol=1e-6)
-    _cache._STORES.clear()
+    _cache._STATES.clear()
     again = EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(texts[:6])
     assert EmbeddingCache(db).stats() == {"hits": 6, "misses": 0}
     np.testing.assert_array_equal(again, X)
 
 
+@pytest.mark.filterwarnings("ignore::skembed.TruncationWarning")  # cut on purpose
 def test_cli_info_and_clear(tiny_model, texts, db, capsys):
     EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(texts[:12])
-    EmbeddingVectorizer(tiny_model, device="cpu", cache=db, normalize=True).fit_transform(
+    EmbeddingVectorizer(tiny_model, device="cpu", cache=db, max_seq_length=8).fit_transform(
         texts[:4]
     )
     assert main(["cache", "info", db]) == 0
     out = capsys.readouterr().out
-    assert "vectors:  16" in out and "normalize=True" in out and "32 dims" in out
+    assert "vectors:  16" in out and "max_seq_length=8" in out and "32 dims" in out
     assert main(["cache", "info", db, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert sorted(m["n_vectors"] for m in info["models"]) == [4, 12]
@@ -498,3 +520,81 @@ def test_bad_cache_parameters_are_rejected(tiny_model):
         EmbeddingVectorizer(tiny_model, cache=3).fit(["a"])
     with pytest.raises(TypeError, match="takes a str, a path-like or None"):
         EmbeddingCache(3)
+
+
+# --- where the cache lives ------------------------------------------------------------
+
+
+def test_a_folder_means_a_file_inside_it(tiny_model, texts, tmp_path):
+    folder = tmp_path / "embeddings"
+    folder.mkdir()
+    X = EmbeddingVectorizer(tiny_model, device="cpu", cache=folder).fit_transform(texts[:4])
+    assert (folder / "skembed-cache.sqlite").is_file()
+    assert EmbeddingCache(folder).path == str(folder / "skembed-cache.sqlite")
+    assert EmbeddingCache(folder).info()["n_vectors"] == 4
+    # A path ending in a separator is a folder too, created if needed.
+    new = EmbeddingCache(str(tmp_path / "new") + os.sep)
+    assert new.path == str(tmp_path / "new" / "skembed-cache.sqlite")
+    assert X.shape == (4, 32)
+
+
+@pytest.fixture
+def no_encoding(monkeypatch):
+    from skembed import _engine
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("embedded texts before refusing the cache")
+
+    monkeypatch.setattr(_engine, "encode", refuse)
+
+
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        ("under-a-file", "Cannot create the folder"),
+        ("proc", "Cannot create the folder"),
+        ("read-only", "is read-only"),
+        ("a-folder-named-like-the-file", "is not a file"),
+    ],
+)
+def test_a_cache_out_of_reach_is_named_before_any_text_is_embedded(
+    tiny_model, texts, tmp_path, no_encoding, where, message
+):
+    if where == "under-a-file":
+        (tmp_path / "notes.txt").write_text("a file, not a folder")
+        path = tmp_path / "notes.txt" / "cache.sqlite"
+    elif where == "proc":  # a read-only file system, even for root
+        path = Path("/proc/skembed-test/cache.sqlite")
+    elif where == "read-only":
+        path = tmp_path / "cache.sqlite"
+        EmbeddingCache(path).open()
+        path.chmod(0o444)
+    else:
+        path = tmp_path / "cache.sqlite"
+        (path / FILE_IN_FOLDER).parent.mkdir(parents=True)
+        (path / FILE_IN_FOLDER).mkdir()
+    vectorizer = EmbeddingVectorizer(tiny_model, device="cpu", cache=path)
+    with pytest.raises(CacheError, match=message) as error:
+        vectorizer.fit_transform(texts[:3])
+    assert str(path if where != "a-folder-named-like-the-file" else path / FILE_IN_FOLDER) in \
+        str(error.value) or str(path.parent) in str(error.value)
+    assert "Choose another path for the cache" in str(error.value)
+
+
+def test_the_similarity_command_reuses_the_vectors_embed_stored(tiny_model, tmp_path, capsys):
+    table = tmp_path / "pairs.csv"
+    pd.DataFrame({"sentence1": ["Un perro corre.", "Hola"],
+                  "sentence2": ["Un gato duerme.", "Adiós"]}).to_csv(table, index=False)
+    cache = tmp_path / "cache.sqlite"
+    for column in ("sentence1", "sentence2"):
+        assert main(["embed", str(table), "--column", column, "--out",
+                     str(tmp_path / f"{column}.npy"), "--model", tiny_model,
+                     "--cache", str(cache)]) == 0
+    _cache._STATES.clear()  # as in a new process
+    assert main(["similarity", "--data", str(table), "--out", str(tmp_path / "s.csv"),
+                 "--model", tiny_model, "--cache", str(cache)]) == 0
+    counts = EmbeddingCache(cache).stats()
+    assert counts == {"hits": 4, "misses": 0}  # normalised after reading, not in the key
+    a, b = np.load(tmp_path / "sentence1.npy"), np.load(tmp_path / "sentence2.npy")
+    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "s.csv")["similarity"], cosine, atol=1e-6)

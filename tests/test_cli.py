@@ -36,6 +36,7 @@ def test_a_missing_model_folder_is_a_clear_error(tmp_path, capsys):
     assert "skembed similarity: error" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_console_script_runs(tiny_model):
     result = subprocess.run(
         [sys.executable, "-m", "skembed", "similarity", "hola", "adiós", "--model", tiny_model],
@@ -157,12 +158,12 @@ def test_embed_never_replaces_a_file_unless_asked(tiny_model, table_csv, tmp_pat
 
 def test_embed_refuses_a_kept_column_named_like_a_vector_column(tiny_model, tmp_path, capsys,
                                                               monkeypatch):
-    from skembed._engine import Encoder
+    from skembed import _engine
 
     def no_encoding(*args, **kwargs):
         raise AssertionError("embedded texts before refusing the request")
 
-    monkeypatch.setattr(Encoder, "encode", no_encoding)
+    monkeypatch.setattr(_engine, "encode", no_encoding)
     path = tmp_path / "t.csv"
     path.write_text("body,body_0\nhola,x\n", encoding="utf-8")
     out = tmp_path / "v.csv"
@@ -182,6 +183,8 @@ def pairs_csv(stsb_dir, tmp_path):
     return path
 
 
+@pytest.mark.slow
+@pytest.mark.extras  # needs matplotlib, or datasets and accelerate
 def test_fine_tune_saves_the_model_the_regressor_trains(tiny_model, pairs_csv, tmp_path, capsys):
     import json
 
@@ -327,14 +330,15 @@ def test_pair_commands_name_a_pair_missing_a_text(tiny_model, tmp_path, capsys, 
 
 @pytest.mark.parametrize("command", [["fine-tune", "--out", "{tmp}/tuned", "--train"],
                                      ["evaluate", "--data"]])
+@pytest.mark.extras  # needs matplotlib, or datasets and accelerate
 def test_an_unwritable_plot_is_refused_before_any_work(tiny_model, pairs_csv, tmp_path, capsys,
                                                        monkeypatch, command):
-    from skembed._engine import Encoder
+    from skembed import _engine
 
     def no_encoding(*args, **kwargs):
         raise AssertionError("embedded texts before refusing the request")
 
-    monkeypatch.setattr(Encoder, "encode", no_encoding)
+    monkeypatch.setattr(_engine, "encode", no_encoding)
     command = [c.format(tmp=tmp_path) for c in command]
     for plot, message in [("loss.txt", "must end in one of"), ("no/loss.png", "does not exist")]:
         assert main([*command, str(pairs_csv), "--model", tiny_model,
@@ -343,6 +347,7 @@ def test_an_unwritable_plot_is_refused_before_any_work(tiny_model, pairs_csv, tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.csv"]
 
 
+@pytest.mark.filterwarnings("ignore::skembed.TruncationWarning")  # cut on purpose
 def test_embed_passes_the_truncation_length_on(tiny_model, table_csv, tmp_path):
     out = tmp_path / "v.npy"
     assert _embed(tiny_model, table_csv, "--column", "body", "--out", out,
@@ -352,3 +357,53 @@ def test_embed_passes_the_truncation_length_on(tiny_model, table_csv, tmp_path):
     full = EmbeddingVectorizer(tiny_model, device="cpu").fit_transform(bodies)
     np.testing.assert_allclose(np.load(out), short, atol=1e-6)
     assert not np.allclose(short, full)
+
+
+@pytest.mark.slow
+@pytest.mark.extras  # needs matplotlib, or datasets and accelerate
+def test_params_take_json_of_any_length(tiny_model, pairs_csv, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "tuned"
+    recipe = json.dumps({**FAST, "epochs": 0.25}, indent=2000)  # longer than any file name
+    assert len(recipe) > 4096
+    assert main(["fine-tune", "--train", str(pairs_csv), "--out", str(out), "--params", recipe,
+                 "--model", tiny_model, "--device", "cpu"]) == 0
+    assert (out / "modules.json").is_file()
+
+
+def test_every_model_option_is_a_flag_of_every_command_that_embeds():
+    from skembed._cli import SCOPES, build_parser
+    from skembed._options import VECTORIZER_OPTIONS
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for command, scopes in SCOPES.items():
+        flags = {flag for action in commands[command]._actions for flag in action.option_strings}
+        for option in VECTORIZER_OPTIONS:
+            flag = "--" + option.name.replace("_", "-")
+            assert (flag in flags) == (option.cli in scopes), (command, flag)
+
+
+def test_prompt_and_truncation_flags_reach_the_vectorizer(model_of_kind, tmp_path):
+    lines = tmp_path / "texts.txt"
+    lines.write_text("Un gato duerme.\nDos perros juegan.\n", encoding="utf-8")
+    out = tmp_path / "v.npy"
+    model = model_of_kind("prompted")
+    assert main(["embed", str(lines), "--out", str(out), "--model", model, "--device", "cpu",
+                 "--prompt-name", "document", "--truncate-dim", "8"]) == 0
+    expected = EmbeddingVectorizer(model, device="cpu", prompt_name="document",
+                                   truncate_dim=8).fit_transform(["Un gato duerme.",
+                                                                  "Dos perros juegan."])
+    np.testing.assert_array_equal(np.load(out), expected)
+
+
+def test_long_texts_are_reported_and_the_report_can_be_turned_off(tiny_model, tmp_path, capfd):
+    lines = tmp_path / "texts.txt"
+    lines.write_text(" ".join(["palabra"] * 40) + "\ncorto\n", encoding="utf-8")
+    for extra, reported in (([], True), (["--no-warn-on-truncation"], False)):
+        out = tmp_path / f"v{len(extra)}.npy"
+        assert main(["embed", str(lines), "--out", str(out), "--model", tiny_model,
+                     "--max-seq-length", "8", *extra]) == 0
+        err = capfd.readouterr().err
+        assert ("1 of 2 texts are longer than the 8 tokens" in err) is reported

@@ -1,11 +1,9 @@
 """scikit-learn's own estimator checks, run on EmbeddingVectorizer with a real tiny model.
 
 ``parametrize_with_checks`` needs estimator instances when pytest collects
-this module, before any fixture runs. The instances therefore point at a
-fixed path, derived from the source of ``conftest.build_tiny_model``, where
-a module fixture builds the tiny model (once per machine, atomically) before
-the first check runs. The path is the same in every process of a run, so the
-test ids are too (pytest-xdist needs that).
+this module, before any fixture runs: they name a placeholder model, and the
+test gives each check the session's tiny model (``set_params``) before it
+runs. The ids stay the same in every process of a run.
 
 ``SCIPY_ARRAY_API=1`` is set by the root conftest, before sklearn is imported.
 """
@@ -13,32 +11,21 @@ test ids are too (pytest-xdist needs that).
 from __future__ import annotations
 
 import functools
-import hashlib
-import inspect
-import os
-import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 import sklearn.utils.estimator_checks as estimator_checks
-from conftest import TINY_DIM, build_tiny_model
+from conftest import PLACEHOLDER_MODEL, STRICT_XFAIL
 from sklearn.utils import get_tags
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skembed import EmbeddingVectorizer
 
-_RECIPE = hashlib.sha256(
-    (inspect.getsource(build_tiny_model) + str(TINY_DIM)).encode()
-).hexdigest()[:16]
-TINY = Path(tempfile.gettempdir()) / f"skembed-estimator-checks-{_RECIPE}" / "tiny-distilbert"
-
 ESTIMATORS = [
-    EmbeddingVectorizer(str(TINY), device="cpu"),
+    EmbeddingVectorizer(PLACEHOLDER_MODEL, device="cpu"),
     # The other backend, and a missing-value policy that makes
     # the estimator accept NaN (the allow_nan tag follows handle_missing).
     EmbeddingVectorizer(
-        str(TINY),
+        PLACEHOLDER_MODEL,
         backend="transformers",
         device="cpu",
         normalize=True,
@@ -54,7 +41,7 @@ EXPECTED_FAILED_CHECKS = {
 CHECKS = parametrize_with_checks(
     ESTIMATORS,
     expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS,
-    xfail_strict=True,
+    **STRICT_XFAIL,
 )
 
 # Public checks of sklearn.utils.estimator_checks that check_estimator does not
@@ -81,26 +68,6 @@ EXTRA_CHECKS = [
 ]
 
 
-def _ensure_tiny_model() -> None:
-    if (TINY / "modules.json").is_file():
-        return
-    TINY.parent.mkdir(parents=True, exist_ok=True)
-    build_dir = Path(tempfile.mkdtemp(prefix="build-", dir=TINY.parent))
-    build_tiny_model(build_dir / "model")
-    try:
-        os.rename(build_dir / "model", TINY)  # atomic: a concurrent builder may win
-    except OSError:
-        if not (TINY / "modules.json").is_file():
-            raise
-    finally:
-        shutil.rmtree(build_dir, ignore_errors=True)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _tiny_model_at_fixed_path():
-    _ensure_tiny_model()
-
-
 def _check_name(check) -> str:
     while isinstance(check, functools.partial):
         check = check.func
@@ -108,15 +75,20 @@ def _check_name(check) -> str:
 
 
 @CHECKS
-def test_sklearn_estimator_checks(estimator, check):
-    check(estimator)
+def test_sklearn_estimator_checks(estimator, check, tiny_model):
+    check(estimator.set_params(model=tiny_model))
 
 
 def test_expected_failures_are_generated_checks():
-    argnames, params = CHECKS.mark.args
-    assert argnames == "estimator, check"
-    # Plain (estimator, check) tuples, or pytest.param for the expected failures.
-    generated = {_check_name(getattr(param, "values", param)[1]) for param in params}
+    from sklearn.utils.estimator_checks import estimator_checks_generator
+
+    # The checks parametrize_with_checks runs, as scikit-learn generates them.
+    generated = {
+        _check_name(check)
+        for _, check in estimator_checks_generator(
+            ESTIMATORS[0], legacy=True, expected_failed_checks=EXPECTED_FAILED_CHECKS
+        )
+    }
     assert len(generated) > 40  # the whole legacy + API suite, not a subset
     assert set(EXPECTED_FAILED_CHECKS) <= generated
     # The extra checks really are extra: check_estimator does not run them.
@@ -128,9 +100,9 @@ def test_expected_failures_are_generated_checks():
 # on purpose: the feature-name warnings this raises are expected there.
 @pytest.mark.filterwarnings("ignore:X (does not have valid|has) feature names:UserWarning")
 @pytest.mark.parametrize("check_name", EXTRA_CHECKS)
-def test_public_checks_not_run_by_check_estimator(check_name):
+def test_public_checks_not_run_by_check_estimator(check_name, tiny_model):
     check = getattr(estimator_checks, check_name)
-    check(type(ESTIMATORS[0]).__name__, ESTIMATORS[0])
+    check(type(ESTIMATORS[0]).__name__, ESTIMATORS[0].set_params(model=tiny_model))
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=["default", "transformers-zero"])

@@ -92,6 +92,7 @@ def test_scorers_are_the_correlations_of_predictions(tiny_model, sts_test):
     )
 
 
+@pytest.mark.extras  # needs matplotlib, or datasets and accelerate
 def test_cli_evaluate_prints_and_plots(tiny_model, stsb_dir, tmp_path, capsys):
     data = pd.read_csv(stsb_dir / "test.csv").head(60)
     csv = tmp_path / "pairs.csv"
@@ -154,6 +155,7 @@ def test_cli_evaluate_names_a_score_that_is_not_a_number(tiny_model, tmp_path, c
     assert "(2 such row(s))" in err
 
 
+@pytest.mark.extras  # needs matplotlib, or datasets and accelerate
 def test_result_plots_on_given_or_new_axes(tiny_model, stsb_dir):
     import matplotlib.pyplot as plt
 

@@ -11,7 +11,8 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils._param_validation import InvalidParameterError
 
-from skembed import EmbeddingVectorizer, _engine
+import skembed
+from skembed import EmbeddingVectorizer, _engine, _models
 
 TEXTS = [
     "Nerea va a comprar un cuadro usando bitcoins",
@@ -42,17 +43,39 @@ def _cosine(a, b):
 # --- parameters -------------------------------------------------------------
 
 
-def test_defaults():
-    params = EmbeddingVectorizer().get_params()
-    assert params["model"] == _engine.DEFAULT_MODEL
-    assert params["backend"] == "sentence-transformers"
-    assert params["device"] == "auto"
-    assert params["precision"] == "float32"
-    assert params["normalize"] is False
-    assert params["handle_missing"] == "error"
-    assert params["trust_remote_code"] is False
-    assert params["revision"] is None
-    assert params["max_seq_length"] is None
+def test_the_signature_and_constraints_are_the_option_declarations():
+    import inspect
+
+    from skembed._options import MODEL_OPTIONS, VECTORIZER_OPTIONS
+
+    parameters = inspect.signature(EmbeddingVectorizer).parameters
+    assert list(parameters) == [o.name for o in VECTORIZER_OPTIONS]
+    assert {n: p.default for n, p in parameters.items()} == {
+        o.name: o.default for o in VECTORIZER_OPTIONS
+    }
+    assert list(parameters.values())[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in list(parameters.values())[1:])
+    assert set(EmbeddingVectorizer._parameter_constraints) == set(parameters)
+    # Every option is documented, model options first.
+    doc = EmbeddingVectorizer.__doc__
+    positions = [doc.index(f"\n    {o.name} : ") for o in VECTORIZER_OPTIONS]
+    assert positions == sorted(positions)
+    assert params_of(EmbeddingVectorizer()) == {o.name: o.default for o in VECTORIZER_OPTIONS}
+    assert [o.name for o in MODEL_OPTIONS][:2] == ["model", "backend"]
+
+
+def params_of(estimator) -> dict:
+    return estimator.get_params(deep=False)
+
+
+def test_a_cuda_device_index_is_a_valid_parameter(tiny_model, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="device='cuda:1' was asked for, but torch sees no CUDA"):
+        EmbeddingVectorizer(tiny_model, device="cuda:1").fit(TEXTS)
+    with pytest.raises(InvalidParameterError, match="of the form 'cuda:<index>'"):
+        EmbeddingVectorizer(tiny_model, device="cuda:x").fit(TEXTS)
 
 
 @pytest.mark.parametrize(
@@ -70,14 +93,18 @@ def test_defaults():
         ("show_progress_bar", "sometimes"),
         ("revision", 1),
         ("trust_remote_code", "no"),
+        ("prompt", 3),
+        ("prompt_name", ["query"]),
+        ("truncate_dim", 0),
+        ("warn_on_truncation", "false"),
     ],
 )
-def test_invalid_parameter_is_refused_before_any_load(monkeypatch, param, value):
-    monkeypatch.setattr(_engine, "_ENCODERS", {})
+def test_invalid_parameter_is_refused_before_any_load(param, value):
+    loads = _models.MODEL_LOADS
     vectorizer = EmbeddingVectorizer(**{"model": "/nonexistent/model", param: value})
     with pytest.raises(InvalidParameterError, match=f"The '{param}' parameter"):
         vectorizer.fit(["a"])
-    assert _engine._ENCODERS == {}
+    assert _models.MODEL_LOADS == loads
 
 
 def test_path_like_model(tiny_model):
@@ -90,7 +117,7 @@ def test_path_like_model(tiny_model):
 def test_device_without_hardware_is_a_clear_error(tiny_model, monkeypatch):
     import torch
 
-    monkeypatch.setattr(_engine, "_ENCODERS", {})
+    skembed.unload_models()
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="device='cuda'.*no CUDA device"):
         EmbeddingVectorizer(tiny_model, device="cuda").fit(TEXTS)
@@ -182,13 +209,13 @@ def test_one_column_containers_give_the_same_vectors(tiny_model, make_X):
 
 def test_columns_are_embedded_side_by_side_and_each_distinct_text_once(tiny_model, monkeypatch):
     calls = []
-    encode = _engine.Encoder.encode
+    encode = _engine.encode
 
-    def spy(self, texts, **kwargs):
+    def spy(config, texts, **kwargs):
         calls.append(list(texts))
-        return encode(self, texts, **kwargs)
+        return encode(config, texts, **kwargs)
 
-    monkeypatch.setattr(_engine.Encoder, "encode", spy)
+    monkeypatch.setattr(_engine, "encode", spy)
     frame = pd.DataFrame(
         {"title": ["hola", "arte", "hola", "adiós"], "body": ["arte", "hola", "cuadro", "hola"]}
     )
@@ -243,6 +270,7 @@ def test_normalize(tiny_model):
     assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
 
 
+@pytest.mark.filterwarnings("ignore::skembed.TruncationWarning")  # cut on purpose
 def test_max_seq_length_truncates_like_sentence_transformers(tiny_model):
     from sentence_transformers import SentenceTransformer
 
@@ -258,6 +286,7 @@ def test_max_seq_length_truncates_like_sentence_transformers(tiny_model):
 
 
 @pytest.mark.parametrize("backend", ["sentence-transformers", "transformers"])
+@pytest.mark.filterwarnings("ignore::skembed.TruncationWarning")  # cut on purpose
 def test_max_seq_length_past_the_model_limit_is_the_model_limit(tiny_model, backend):
     long_text = ["palabra " * 300]  # 300 tokens, the tiny model has 128 positions
     asked = _vectorizer(tiny_model, max_seq_length=1000, backend=backend).fit_transform(long_text)
@@ -269,12 +298,25 @@ def test_embed_unique_matches_transform(tiny_model):
     np.testing.assert_array_equal(vectorizer.embed_unique(TEXTS), vectorizer.transform(TEXTS))
 
 
-def test_progress_bar(tiny_model, capsys):
+def test_progress_bar(tiny_model, capfd, monkeypatch):
+    from skembed import _vectorizer as vectorizer_module
+
     _vectorizer(tiny_model, show_progress_bar=True).fit_transform(TEXTS)
-    assert "Embedding" in capsys.readouterr().err
+    assert "Embedding" in capfd.readouterr().err
     _vectorizer(tiny_model, show_progress_bar=False).fit_transform(TEXTS)
-    _vectorizer(tiny_model).fit_transform(TEXTS)  # "auto": a bar from 2,048 texts only
-    assert "Embedding" not in capsys.readouterr().err
+    out, err = capfd.readouterr()
+    assert out == err == ""  # quiet: no bar, no print, not even the model load's
+    # "auto": a bar from AUTO_PROGRESS_MIN_TEXTS texts on (2,048), none below.
+    monkeypatch.setattr(vectorizer_module, "AUTO_PROGRESS_MIN_TEXTS", len(TEXTS))
+    _vectorizer(tiny_model).fit_transform(TEXTS[:-1])
+    assert "Embedding" not in capfd.readouterr().err
+    _vectorizer(tiny_model).fit_transform(TEXTS)
+    assert "Embedding" in capfd.readouterr().err
+
+
+def test_a_model_load_prints_nothing(tiny_model_copy, capfd):
+    EmbeddingVectorizer(str(tiny_model_copy), device="cpu", show_progress_bar=False).fit(TEXTS)
+    assert capfd.readouterr() == ("", "")  # transformers' "Loading weights" bar stays off
 
 
 # --- missing values -----------------------------------------------------------
@@ -314,6 +356,17 @@ def test_allow_nan_tag_follows_policy(policy, allow_nan):
 
 
 # --- bad input through the estimator ---------------------------------------------
+
+
+def test_invalid_unicode_is_refused_before_the_model_runs(tiny_model, monkeypatch):
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("the model ran on invalid text")
+
+    monkeypatch.setattr(_engine, "encode", no_encoding)
+    frame = pd.DataFrame({"title": ["ok", "also ok"], "body": ["fine", "broken \udc9f"]},
+                         dtype=object)
+    with pytest.raises(ValueError, match=r"column 'body' \(position 1\), row 1.*lone surrogate"):
+        _vectorizer(tiny_model).fit_transform(frame)
 
 
 def test_bad_input_through_the_estimator(tiny_model):
@@ -388,15 +441,15 @@ def test_vectors_do_not_depend_on_row_order_with_minilm(minilm, stsb_sentences):
 def count_loads(monkeypatch):
     """Start from no encoder in the process and count the model loads."""
     loads = []
-    loader = _engine._LoadedModel
+    loader = _models.LoadedModel
 
     class CountingLoader(loader):
         def __init__(self, *args, **kwargs):
             loads.append(args[0])
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(_engine, "_ENCODERS", {})
-    monkeypatch.setattr(_engine, "_LoadedModel", CountingLoader)
+    skembed.unload_models()
+    monkeypatch.setattr(_models, "LoadedModel", CountingLoader)
     return loads
 
 
@@ -423,7 +476,7 @@ def test_unfitted_vectorizer_with_unreachable_model_constructs_and_clones(count_
     vectorizer = EmbeddingVectorizer("/nonexistent/model", device="cpu")
     assert clone(vectorizer).get_params() == vectorizer.get_params()
     assert count_loads == []
-    with pytest.raises(OSError):
+    with pytest.raises(FileNotFoundError, match="No model folder at '/nonexistent/model'"):
         vectorizer.fit(["a"])
     from sklearn.exceptions import NotFittedError
 

@@ -112,6 +112,7 @@ def test_column_transformer_in_a_classifier_pipeline(tiny_model):
     assert pipeline.score(frame, LABELS) >= 0.9  # 36 features separate 24 training rows
 
 
+@pytest.mark.slow
 def test_grid_search_in_two_processes_matches_one_process(tiny_model):
     pipeline = make_pipeline(
         EmbeddingVectorizer(tiny_model, device="cpu"), LogisticRegression(max_iter=1000)

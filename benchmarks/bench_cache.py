@@ -145,10 +145,10 @@ def bench_model(name: str, model: str, X, y, *, no_cache: bool, workdir: str) ->
         row["no cache"], results["no cache"] = timed(lambda: search(pipeline(None), pipe_grid, X, y))
     path = os.path.join(workdir, f"{name}.sqlite")
     row["cold"], results["cold"] = timed(lambda: search(pipeline(path), pipe_grid, X, y))
-    _cache._STORES.clear()  # read the file back, as a new process would
+    _cache._STATES.clear()  # read the file back, as a new process would
     row["warm"], results["warm"] = timed(lambda: search(pipeline(path), pipe_grid, X, y))
     row["warm: in vectorizer"] = TimedVectorizer.SECONDS[0]
-    _cache._STORES.clear()
+    _cache._STATES.clear()
     texts = X["sentence1"].tolist()
     seconds, _ = timed(
         lambda: EmbeddingVectorizer(**vectorizer_params, cache=path).fit_transform(texts)

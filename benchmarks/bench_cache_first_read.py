@@ -34,12 +34,12 @@ from bench_speed import DATA, DEFAULT_MODEL_DIR, ensure_model, minilm_path  # no
 
 CHILD = """
 import json, time
-from skembed import EmbeddingVectorizer, _engine
+from skembed import EmbeddingVectorizer, _models
 texts = json.load(open({texts!r}))
 start = time.perf_counter()
 X = EmbeddingVectorizer({model!r}, device="cpu", cache={path!r}).fit_transform(texts)
 seconds = time.perf_counter() - start
-assert _engine.MODEL_LOADS == 0 and X.shape == (len(texts), {dim})
+assert _models.MODEL_LOADS == 0 and X.shape == (len(texts), {dim})
 print(json.dumps({{"seconds": seconds}}))
 """
 

@@ -188,14 +188,14 @@ def run_speed_worker(spec: dict) -> dict:
             return model.encode(batch, batch_size=spec["batch_size"], convert_to_numpy=True)
 
     else:
-        from skembed._engine import EncoderConfig, get_encoder
+        from skembed import _engine
+        from skembed._options import EncoderConfig
 
-        encoder = get_encoder(
-            EncoderConfig(model=spec["model"], device=device, precision=spec["precision"])
-        )
+        config = EncoderConfig(model=spec["model"], device=device, precision=spec["precision"])
 
         def encode(batch):
-            return encoder.encode(batch, batch_size=spec["batch_size"])
+            return _engine.encode(config, batch, batch_size=spec["batch_size"],
+                                  warn_on_truncation=False)
 
     encode(texts[: min(len(texts), 2 * spec["batch_size"])])  # warm-up
     if device.startswith("cuda"):
@@ -218,14 +218,15 @@ def run_memory_worker(spec: dict) -> dict:
     import numpy as np
 
     from skembed import EmbeddingVectorizer
-    from skembed._engine import EncoderConfig, get_encoder
+    from skembed._models import load_model
+    from skembed._options import encoder_config
 
     vectorizer = EmbeddingVectorizer(
         spec["model"], device=spec["device"], batch_size=spec["batch_size"],
-        show_progress_bar=False,
+        show_progress_bar=False, warn_on_truncation=False,
     )
-    loaded = get_encoder(vectorizer._encoder_config()).loaded
-    network = loaded.network
+    loaded = load_model(encoder_config(vectorizer.get_params()))
+    network = loaded.st if loaded.st is not None else loaded.network
     model_mb = sum(t.numel() * t.element_size() for t in network.state_dict().values()) / 2**20
     base_mb = current_rss_mb()  # interpreter, libraries and model
     texts = long_texts(spec["n_texts"], loaded.tokenizer, verify=False)
@@ -280,7 +281,8 @@ def accuracy(device: str, precisions: list, n_pairs: int | None, batch_size: int
     import pandas as pd
     from scipy.stats import spearmanr
 
-    from skembed._engine import EncoderConfig, get_encoder
+    from skembed import _engine
+    from skembed._options import EncoderConfig
 
     minilm = minilm or minilm_path()
     frame = pd.read_csv(DATA / "test.csv")
@@ -303,7 +305,7 @@ def accuracy(device: str, precisions: list, n_pairs: int | None, batch_size: int
     reference = None
     for precision in ["float32", *precisions]:
         config = EncoderConfig(model=minilm, device=device, precision=precision)
-        vectors = get_encoder(config).encode(texts, batch_size=batch_size)
+        vectors = _engine.encode(config, texts, batch_size=batch_size)
         if reference is None:
             reference = vectors
         cosine = (unit(vectors) * unit(reference)).sum(1)
@@ -477,7 +479,7 @@ def main(argv=None) -> int:
     import torch
     from transformers import AutoTokenizer
 
-    from skembed._engine import _cpu_has_fast_bfloat16, resolve_device
+    from skembed._models import _cpu_has_fast_bfloat16, resolve_device
 
     device = resolve_device(args.device)
     if args.short_copies is None:

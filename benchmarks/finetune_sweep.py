@@ -110,13 +110,12 @@ def padded_tokens(model_dir: str, frame, recipe: dict, seed: int) -> int:
         np.minimum([len(ids) for ids in tokenizer(list(frame[c]))["input_ids"]], limit)
         for c in ("sentence1", "sentence2")
     ]
-    rng = np.random.default_rng(seed)
     size = recipe["batch_size"]
     if recipe.get("group_by_length"):
         chars = np.maximum(frame.sentence1.str.len(), frame.sentence2.str.len()).to_numpy()
-        batches = length_grouped_batches(chars, size, rng)
+        batches = length_grouped_batches(chars, size, seed)
     else:
-        order = rng.permutation(len(frame))
+        order = np.random.default_rng(seed).permutation(len(frame))
         batches = [order[i : i + size] for i in range(0, len(order), size)]
     return int(sum(len(b) * (lengths[0][b].max() + lengths[1][b].max()) for b in batches))
 
@@ -137,7 +136,8 @@ def main(argv=None) -> int:
     import pandas as pd
 
     from skembed import evaluate_sts
-    from skembed._finetune import FineTuneConfig, fine_tune
+    from skembed._finetune import FineTuneConfig, train_encoder
+    from skembed._options import EncoderConfig
 
     if args.model is None:
         args.model = minilm_path()
@@ -158,10 +158,11 @@ def main(argv=None) -> int:
         recipe = {**base, **overrides}
         with tempfile.TemporaryDirectory() as folder:
             start = time.perf_counter()
-            history = fine_tune(
-                args.model, train.sentence1, train.sentence2, train.similarity_score, folder,
-                config=FineTuneConfig.from_params(recipe), score_range=(0.0, 5.0), seed=seed,
-                device=args.device, show_progress_bar=False,
+            start_from = EncoderConfig(model=str(args.model), device=args.device)
+            history = train_encoder(
+                (start_from, start_from), train.sentence1, train.sentence2,
+                train.similarity_score, folder, recipe=FineTuneConfig.from_params(recipe),
+                score_range=(0.0, 5.0), seed=seed,
             )
             seconds = time.perf_counter() - start
             dev_spearman = evaluate_sts(

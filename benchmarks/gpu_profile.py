@@ -1,6 +1,6 @@
 """Where the time goes when skembed encodes short sentences on a GPU.
 
-Times, on one model and one set of texts, the stages of ``Encoder.encode``
+Times, on one model and one set of texts, the stages of ``skembed._engine.encode``
 apart and together, so the settings of the fast path can be chosen from
 figures rather than guesses:
 
@@ -8,7 +8,7 @@ figures rather than guesses:
   ``tokenizer(...)`` call of transformers), texts/s;
 * the model alone on batches already on the device, per backend, precision
   and batch size, sentences/s (the ceiling the pipeline can reach);
-* ``Encoder.encode`` end to end, per backend, precision and batch size, and
+* ``_engine.encode`` end to end, per backend, precision and batch size, and
   with the background chunk preparation switched off.
 
 Run (``--copies``: the distinct STSb test sentences, that many times over)::
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None)
     parser.add_argument(
         "--encode-only", action="store_true",
-        help="time Encoder.encode alone, first backend and precision, at --batch-sizes",
+        help="time _engine.encode alone, first backend and precision, at --batch-sizes",
     )
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="set an integer constant of skembed._engine first")
@@ -75,8 +75,11 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from skembed import _engine
-    from skembed._engine import Encoder, EncoderConfig
+    from skembed import _engine, unload_models
+    from skembed._options import EncoderConfig
+
+    def encode(config, batch_size):
+        return _engine.encode(config, texts, batch_size=batch_size, warn_on_truncation=False)
 
     cuda = args.device.startswith("cuda")
     for assignment in args.set:
@@ -109,11 +112,10 @@ def main(argv=None) -> int:
             Path(args.json).write_text(json.dumps(results, indent=1))
 
     if args.encode_only:
-        encoder = Encoder(EncoderConfig(model=args.model, device=args.device,
-                                        precision=precisions[0], backend=backends[0]))
+        config = EncoderConfig(model=args.model, device=args.device, precision=precisions[0],
+                               backend=backends[0])
         for batch_size in batch_sizes:
-            seconds = timed(lambda: encoder.encode(texts, batch_size=batch_size),
-                            args.repeats, sync)
+            seconds = timed(lambda: encode(config, batch_size), args.repeats, sync)
             report("encode", {"batch_size": batch_size, "set": ",".join(args.set),
                               "switchinterval": args.switchinterval,
                               "rayon": os.environ.get("RAYON_NUM_THREADS"),
@@ -121,14 +123,13 @@ def main(argv=None) -> int:
         return 0
 
     # Tokenisation alone.
-    encoder = Encoder(EncoderConfig(model=args.model, device=args.device, precision=precisions[0]))
-    loaded = encoder.loaded
-    seconds = timed(lambda: loaded.tokenize(texts), args.repeats, lambda: None)
+    plan = _engine._plan(EncoderConfig(model=args.model, device=args.device,
+                                       precision=precisions[0]))
+    seconds = timed(lambda: _engine.tokenize(plan, texts), args.repeats, lambda: None)
     results["tokenize"]["rust"] = n / seconds
-    rust = loaded._rust
-    loaded._rust = None
-    seconds = timed(lambda: loaded.tokenize(texts), 1, lambda: None)
-    loaded._rust = rust
+    tokenizer = plan.model.tokenizer
+    seconds = timed(lambda: tokenizer(texts, truncation=True, max_length=plan.max_length), 1,
+                    lambda: None)
     results["tokenize"]["transformers_call"] = n / seconds
     order = sorted(range(n), key=lambda i: (len(texts[i]), texts[i]))
     seconds = timed(lambda: sorted(range(n), key=lambda i: (len(texts[i]), texts[i])), 1,
@@ -137,7 +138,7 @@ def main(argv=None) -> int:
     print("tokenize " + json.dumps(results["tokenize"]), flush=True)
 
     ordered = [texts[i] for i in order]
-    tokens = loaded.tokenize(ordered)
+    tokens = _engine.tokenize(plan, ordered)
     by_length = np.argsort(tokens.lengths, kind="stable")
     real_tokens = int(tokens.lengths.sum())
 
@@ -147,15 +148,15 @@ def main(argv=None) -> int:
                 continue
             config = EncoderConfig(model=args.model, device=args.device, precision=precision,
                                    backend=backend)
-            encoder = Encoder(config)
-            model = encoder.loaded
+            model = _engine._plan(config).model
+            pad_id = model.tokenizer.pad_token_id or 0
             first = backend == backends[0] and precision == precisions[0]
             for batch_size in batch_sizes if first else other_batch_sizes:
                 batches = []
                 padded_tokens = 0
                 for offset in range(0, n, batch_size):
                     rows = by_length[offset : offset + batch_size]
-                    ids, mask = tokens.padded(rows, model.pad_id)
+                    ids, mask = tokens.padded(rows, pad_id)
                     padded_tokens += ids.size
                     batches.append((
                         torch.from_numpy(ids).to(args.device),
@@ -174,8 +175,7 @@ def main(argv=None) -> int:
                     "unmasked_batches": sum(m is None for _, m in batches), "batches": len(batches),
                 })
                 del batches
-                seconds = timed(lambda: encoder.encode(texts, batch_size=batch_size),
-                                args.repeats, sync)
+                seconds = timed(lambda: encode(config, batch_size), args.repeats, sync)
                 report("encode", {"backend": backend, "precision": precision,
                                   "batch_size": batch_size, "sentences_s": round(n / seconds)})
             if first:
@@ -186,8 +186,7 @@ def main(argv=None) -> int:
                     saved = getattr(_engine, name)
                     setattr(_engine, name, value)
                     try:
-                        seconds = timed(lambda: encoder.encode(texts, batch_size=best),
-                                        args.repeats, sync)
+                        seconds = timed(lambda: encode(config, best), args.repeats, sync)
                     finally:
                         setattr(_engine, name, saved)
                     report("encode", {"backend": backend, "precision": precision,
@@ -195,12 +194,13 @@ def main(argv=None) -> int:
                                       "sentences_s": round(n / seconds)})
                 interval = sys.getswitchinterval()
                 sys.setswitchinterval(0.0005)
-                seconds = timed(lambda: encoder.encode(texts, batch_size=best), args.repeats, sync)
+                seconds = timed(lambda: encode(config, best), args.repeats, sync)
                 sys.setswitchinterval(interval)
                 report("encode", {"backend": backend, "precision": precision,
                                   "batch_size": best, "switchinterval": 0.0005,
                                   "sentences_s": round(n / seconds)})
-            del encoder, model
+            del model
+            unload_models()
             if cuda:
                 torch.cuda.empty_cache()
     return 0

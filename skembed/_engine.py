@@ -116,7 +116,8 @@ def encode(config: EncoderConfig, texts: list, *, batch_size: int = 32,
             longest = _encode_with_sentence_transformers(plan, ordered, order, out, batch_size,
                                                          progress)
     if warn_on_truncation and plan.max_length is not None and plan.model.tokenizer is not None:
-        _warn_about_truncation(plan, [ordered[i] for i in longest], len(texts))
+        _warn_about_truncation(plan, [ordered[i] for i in longest], len(texts),
+                               config.max_seq_length)
     return out
 
 
@@ -370,21 +371,30 @@ def _encode_with_sentence_transformers(plan: _Plan, ordered: list, order: np.nda
     return list(range(len(ordered)))
 
 
-def _warn_about_truncation(plan: _Plan, candidates: list, n_texts: int) -> None:
-    """Warn once if texts of ``candidates`` are longer than the model reads."""
-    if not candidates:
-        return
-    lengths = [len(ids) for ids in token_ids(plan, candidates, truncate=False)]
-    cut = [n for n in lengths if n > plan.max_length]
-    if not cut:
+def _warn_about_truncation(plan: _Plan, candidates: list, n_texts: int,
+                           asked: int | None) -> None:
+    """Warn once if texts of ``candidates`` are longer than the model reads.
+
+    They are tokenised again, whole, chunk by chunk (as for encoding, so
+    memory stays bounded); only their lengths are kept. ``asked`` is the
+    ``max_seq_length`` the user set, which the model's positions may cap.
+    """
+    n_cut, longest = 0, 0
+    for start, stop in _chunks(candidates, extra_chars=len(plan.prompt)):
+        for ids in token_ids(plan, candidates[start:stop], truncate=False):
+            if len(ids) > plan.max_length:
+                n_cut, longest = n_cut + 1, max(longest, len(ids))
+    if not n_cut:
         return
     limit = plan.model.position_limit
     more = (f"raise max_seq_length (up to {limit}, the model's positions)"
             if limit and limit > plan.max_length else "shorten the texts")
+    if asked is not None and asked > plan.max_length:
+        more += f" (max_seq_length={asked} is past them: the model has no position beyond)"
     prompt = ", its prompt included" if plan.prompt else ""
     warnings.warn(
-        f"{len(cut)} of {n_texts} texts are longer than the {plan.max_length} tokens that "
-        f"model {plan.model.name!r} reads (the longest has {max(cut)} tokens{prompt}): only "
+        f"{n_cut} of {n_texts} texts are longer than the {plan.max_length} tokens that "
+        f"model {plan.model.name!r} reads (the longest has {longest} tokens{prompt}): only "
         f"their first {plan.max_length} tokens were embedded, as sentence-transformers does. "
         f"To read more, {more}; warn_on_truncation=False silences this.",
         TruncationWarning,

@@ -65,14 +65,22 @@ def device_type(device: str) -> str:
 
 @contextmanager
 def quiet_transformers():
-    """No progress bar from transformers (loading weights, writing shards) inside the block."""
+    """Inside the block, no progress bar from transformers (loading weights, writing shards)
+    and no notice from sentence-transformers' logger (such as the default prompt it applies,
+    which skembed documents): estimators are quiet unless asked."""
+    import logging as std_logging
+
     from transformers.utils import logging
 
     shown = logging.is_progress_bar_enabled()
     logging.disable_progress_bar()
+    logger = std_logging.getLogger("sentence_transformers")
+    level = logger.level
+    logger.setLevel(max(level, std_logging.ERROR))
     try:
         yield
     finally:
+        logger.setLevel(level)
         if shown:
             logging.enable_progress_bar()
 
@@ -335,7 +343,7 @@ class LoadedModel:
         settings = _read_json(
             _model_file(config.model, config.revision, "config_sentence_transformers.json")
         ) or {}
-        self.prompts = dict(settings.get("prompts") or {})
+        self.prompts = _prompts(settings.get("prompts"))
         self.default_prompt_name = settings.get("default_prompt_name")
         self.truncate_dim = settings.get("truncate_dim")
         self.dimension = int(self.network.config.hidden_size)
@@ -445,6 +453,19 @@ class LoadedModel:
                 if self.tokenizer is not None and max_length != saved:
                     st.max_seq_length = saved
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+
+
+def _prompts(saved: dict | None) -> dict:
+    """The prompts ``SentenceTransformer`` gives a model that saved ``saved``.
+
+    It starts from its class defaults (``query`` and ``document``, empty), so
+    that ``prompt_name="query"`` works on every model.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    prompts = dict(getattr(SentenceTransformer, "_default_prompts", {}))
+    prompts.update(saved or {})
+    return {name: "" if text is None else text for name, text in prompts.items()}
 
 
 def _position_limit(model_config) -> int | None:

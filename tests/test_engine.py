@@ -331,3 +331,28 @@ def test_fine_tuning_a_missing_folder_fails_before_training(tmp_path):
     with pytest.raises(FileNotFoundError, match="No model folder at"):
         train_encoder((config, config), ["a", "b"], ["c", "d"], [0.0, 1.0], tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_max_seq_length_past_the_positions_is_said_with_the_cut(tiny_model):
+    long = " ".join(["palabra"] * 300)  # 302 tokens; the tiny model has 128 positions
+    with pytest.warns(TruncationWarning, match=r"longer than the 128 tokens.*longest has 302 "
+                                               r"tokens.*max_seq_length=1000 is past them"):
+        _engine.encode(EncoderConfig(model=tiny_model, device="cpu", max_seq_length=1000),
+                       [long])
+
+
+def test_the_truncation_check_reads_long_texts_chunk_by_chunk(tiny_model, monkeypatch):
+    monkeypatch.setattr(_engine, "TOKENIZE_CHUNK", 2)
+    seen = []
+    real = _engine.token_ids
+
+    def spy(plan, texts, truncate=True):
+        if not truncate:
+            seen.append(len(texts))
+        return real(plan, texts, truncate=truncate)
+
+    monkeypatch.setattr(_engine, "token_ids", spy)
+    texts = [" ".join(["palabra"] * (20 + i)) for i in range(5)]
+    with pytest.warns(TruncationWarning, match="5 of 5 texts"):
+        _engine.encode(EncoderConfig(model=tiny_model, device="cpu", max_seq_length=8), texts)
+    assert seen == [2, 2, 1]

@@ -35,10 +35,9 @@ SETTINGS = {
     "max_seq_length": ({"max_seq_length": 6}, {}),
     "normalize": ({"normalize": True}, {"normalize_embeddings": True}),
 }
-PROMPTED = ("prompted", "instructor")
-#: (kind, setting) pairs that do not apply: the model has no such prompt or limit.
-NOT_APPLICABLE = {(kind, "prompt_name") for kind in MODEL_KINDS if kind not in PROMPTED}
-NOT_APPLICABLE |= {("static", "max_seq_length")}
+#: (kind, setting) pairs that do not apply: the model has no such limit. (Every model has
+#: a "document" prompt: sentence-transformers gives each an empty one by default.)
+NOT_APPLICABLE = {("static", "max_seq_length")}
 #: Models the transformers backend refuses, and why (it runs a transformers
 #: network, mean pooling, Dense and Normalize modules).
 TRANSFORMERS_REFUSES = {

@@ -314,9 +314,20 @@ def test_progress_bar(tiny_model, capfd, monkeypatch):
     assert "Embedding" in capfd.readouterr().err
 
 
-def test_a_model_load_prints_nothing(tiny_model_copy, capfd):
-    EmbeddingVectorizer(str(tiny_model_copy), device="cpu", show_progress_bar=False).fit(TEXTS)
-    assert capfd.readouterr() == ("", "")  # transformers' "Loading weights" bar stays off
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["plain", "prompted"])
+def test_a_model_load_prints_nothing(model_of_kind, kind):
+    import subprocess
+    import sys
+
+    # A new process: sentence-transformers says some things once per process only.
+    code = (f"from skembed import EmbeddingVectorizer\n"
+            f"EmbeddingVectorizer({model_of_kind(kind)!r}, device='cpu').fit_transform(['hola'])")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    # Neither transformers' "Loading weights" bar nor sentence-transformers' notice of the
+    # default prompt it applies.
+    assert (run.stdout, run.stderr) == ("", "")
 
 
 # --- missing values -----------------------------------------------------------

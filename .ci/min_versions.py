@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: pip's own copy of the same parser
+    from pip._vendor import tomli as tomllib
 
 EXTRAS = ("polars", "test-core")
 KEPT = {"torch": "torch==2.13.0"}

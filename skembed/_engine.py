@@ -28,9 +28,6 @@ import numpy as np
 from ._models import LoadedModel, load_model, resolve_prompt
 from ._options import EncoderConfig
 
-#: The two ways vectors are computed (``EmbeddingVectorizer.engine_``).
-ENGINES = ("skembed", "sentence-transformers")
-
 
 class TruncationWarning(UserWarning):
     """Texts longer than the model reads were cut to its ``max_seq_length``."""
@@ -73,7 +70,8 @@ def dimension(config: EncoderConfig) -> int:
 
 
 def engine(config: EncoderConfig) -> str:
-    """Which of :data:`ENGINES` computes the vectors of ``config``; loads the model."""
+    """``"skembed"`` or ``"sentence-transformers"``: which code computes the vectors of
+    ``config`` (skembed's batching, or ``SentenceTransformer.encode``); loads the model."""
     return _plan(config).engine
 
 

@@ -22,8 +22,6 @@ class MemoryStore:
         (it is a front: the file still has them). None: no limit.
     """
 
-    kind = "memory"
-
     def __init__(self, max_bytes: int | None = None):
         self.max_bytes = max_bytes
         self.nbytes = 0

@@ -250,9 +250,7 @@ class LoadedModel:
 
     def __init__(self, config: EncoderConfig, device: str):
         self.name = config.model
-        self.backend = config.backend
         self.device = device
-        self.precision = config.precision
         self.dtype = _torch_dtype(config.precision)
         self.lock = threading.RLock()  # held while a call changes a setting of st
         self.st = None

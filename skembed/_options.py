@@ -157,10 +157,6 @@ class EncoderConfig:
         False, Flag, help="allow a hub model to run its own Python code",
     )
 
-    def with_model(self, model: str) -> EncoderConfig:
-        """The same options for another model (a fine-tuned copy has no revision)."""
-        return replace(self, model=model, revision=None)
-
 
 MODEL_OPTIONS: tuple = tuple(
     replace(f.metadata["option"], name=f.name) for f in fields(EncoderConfig)

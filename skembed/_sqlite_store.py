@@ -78,8 +78,6 @@ def write_transaction(conn):
 class SQLiteStore:
     """The vectors of one SQLite file; one connection per process."""
 
-    kind = "sqlite"
-
     def __init__(self, path: str):
         self.path = path
         self.lock = threading.RLock()

@@ -181,7 +181,9 @@ def test_truncation_is_reported_once_per_call_with_count_and_longest(model_of_ki
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         vectorizer.fit_transform(texts)
-    messages = [str(w.message) for w in caught if issubclass(w.category, TruncationWarning)]
+    cuts = [w for w in caught if issubclass(w.category, TruncationWarning)]
+    messages = [str(w.message) for w in cuts]
+    assert all(w.filename == __file__ for w in cuts)  # it points at the user's call
     if kind == "static":  # a static model reads whole texts: nothing is cut
         assert messages == []
         return

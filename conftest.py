@@ -184,7 +184,7 @@ def build_model(out: Path, kind: str = "plain", *, seed: int = 0, dim: int = TIN
             settings["truncate_dim"] = dim // 2
         if kind in ("prompted", "instructor"):
             settings.update(prompts=dict(PROMPTS), default_prompt_name="query")
-    from skembed._models import quiet_transformers
+    from skembed._loading import quiet_transformers
 
     with quiet_transformers():
         SentenceTransformer(modules=modules, device="cpu", **settings).save(str(out))
@@ -236,6 +236,51 @@ def stsb_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _doctest_models(doctest_namespace):
+def _doctest_models(doctest_namespace, request):
     doctest_namespace["MINILM"] = str(minilm_path())
     doctest_namespace["STSB_DIR"] = str(STSB_DIR)
+    if isinstance(request.node, pytest.DoctestItem):  # a folder of pytest's, for files
+        doctest_namespace["TMP"] = str(request.getfixturevalue("tmp_path"))
+
+
+def encoder_config(model, **params):
+    """The :class:`~skembed._config.EncoderConfig` of ``EmbeddingVectorizer(model, device="cpu",
+    **params)``: what the engine and the registry are given."""
+    from skembed import EmbeddingVectorizer
+
+    return EmbeddingVectorizer(model, **{"device": "cpu", **params})._encoder_config()
+
+
+def assert_parameters_written_in_three_places(cls) -> list:
+    """Check that each parameter of ``cls`` has its ``__init__`` argument, its constraint and its
+    docstring entry, in one order, and that ``__init__`` stores it as is; returns the names."""
+    import inspect
+
+    signature = inspect.signature(cls)
+    names = list(signature.parameters)
+    assert list(cls._parameter_constraints) == names, "constraints and __init__ differ"
+    doc = cls.__doc__
+    missing = [name for name in names if f"\n    {name} : " not in doc]
+    assert not missing, f"undocumented parameters: {missing}"
+    positions = [doc.index(f"\n    {name} : ") for name in names]
+    assert positions == sorted(positions), "the docstring lists the parameters in another order"
+    defaults = {name: p.default for name, p in signature.parameters.items()}
+    if hasattr(cls, "get_params"):
+        assert cls().get_params(deep=False) == defaults
+    return names
+
+
+def polars():
+    """The polars module, for tests marked ``extras`` (the min-versions run has no polars)."""
+    return pytest.importorskip("polars", reason="polars is an optional extra, not installed")
+
+
+def pairwise_cosine(a, b):
+    """Row-by-row cosine similarity of two arrays, by sentence-transformers (the reference)."""
+    import numpy as np
+    import torch
+    from sentence_transformers.util import pairwise_cos_sim
+
+    a, b = np.atleast_2d(a), np.atleast_2d(b)
+    return pairwise_cos_sim(torch.from_numpy(a.astype(np.float64)),
+                            torch.from_numpy(b.astype(np.float64))).numpy()

@@ -1,7 +1,8 @@
 """Print the oldest versions pyproject.toml declares, as pip pins, one per line.
 
-The minimum-versions run installs them (with the ``polars`` extra and the
-``test-core`` extra) to prove that every floor is real. torch is the exception:
+The minimum-versions run installs them (with the ``test-core`` extra) to
+prove that every floor of the core dependencies is real; the optional extras'
+tests are marked ``extras`` and left out there. torch is the exception:
 its old wheels on the registry are multi-GB CUDA builds, so that run keeps the
 local CPU wheel the README installs (torch==2.13.0, within the declared range).
 """
@@ -17,7 +18,7 @@ try:
 except ImportError:  # Python 3.10: pip's own copy of the same parser
     from pip._vendor import tomli as tomllib
 
-EXTRAS = ("polars", "test-core")
+EXTRAS = ("test-core",)
 KEPT = {"torch": "torch==2.13.0"}
 
 

@@ -1,6 +1,6 @@
 """skembed: sentence embeddings as scikit-learn estimators."""
 
-from ._cache import CacheError, EmbeddingCache
+from ._cache import CacheError, CacheWarning, EmbeddingCache
 from ._engine import TruncationWarning
 from ._evaluation import (
     STSResult,
@@ -12,8 +12,9 @@ from ._evaluation import (
 )
 from ._finetune import FineTuneConfig
 from ._input import MissingTextError
-from ._models import ModelLoadError, unload_models
-from ._options import DEFAULT_MODEL
+from ._config import DEFAULT_MODEL
+from ._loading import ModelLoadError
+from ._registry import unload_models
 from ._regressor import SimilarityRegressor
 from ._similarity import pair_similarity
 from ._vectorizer import EmbeddingVectorizer
@@ -21,6 +22,7 @@ from ._vectorizer import EmbeddingVectorizer
 __all__ = [
     "DEFAULT_MODEL",
     "CacheError",
+    "CacheWarning",
     "EmbeddingCache",
     "EmbeddingVectorizer",
     "FineTuneConfig",
@@ -40,6 +42,6 @@ __all__ = [
 __version__ = "0.1.0"
 
 # Public classes say where users import them from (tracebacks, reprs, pickles).
-for _public in (CacheError, MissingTextError, ModelLoadError, TruncationWarning):
+for _public in (CacheError, CacheWarning, MissingTextError, ModelLoadError, TruncationWarning):
     _public.__module__ = __name__
 del _public

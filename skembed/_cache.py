@@ -9,8 +9,8 @@ A vector is stored under two keys:
 
 * the **model key**, a digest of everything that changes a vector: the
   identity of the model's files (or hub commit, see :mod:`skembed._fingerprint`),
-  the device type, the model options that change vectors (declared in
-  :mod:`skembed._options`) and the version of this key. Normalisation is not in
+  the device type, the model options that change vectors (marked in
+  :mod:`skembed._config`) and the version of this key. Normalisation is not in
   it: vectors are stored as the model gives them and normalised after reading,
   so normalised and raw uses share them;
 * the **text key**, the 16-byte blake2b digest of the text.
@@ -33,11 +33,13 @@ import numpy as np
 
 from ._fingerprint import file_digests, learn_file_digests, model_identity
 from ._memory_store import MemoryStore
-from ._options import EncoderConfig, key_options
+from ._warnings import warn
+from ._config import EncoderConfig, cache_key_options, load_arguments
 from ._sqlite_store import (  # noqa: F401 - PAGE_SIZE and CacheVersionError re-exported
     PAGE_SIZE,
     SCHEMA_VERSION,
     CacheError,
+    CacheUnavailableError,
     CacheVersionError,
     SQLiteStore,
 )
@@ -46,10 +48,20 @@ from ._sqlite_store import (  # noqa: F401 - PAGE_SIZE and CacheVersionError re-
 KEY_VERSION = 3  # 3: prompts and truncate_dim, texts no longer stripped, raw vectors (2026-12-01)
 #: Bytes of vectors a process keeps in memory in front of a cache file.
 FRONT_MAX_BYTES = 512 * 2**20
+#: Bytes of vectors a process keeps to store again after a write failed.
+UNSAVED_MAX_BYTES = 256 * 2**20
 #: The file a cache folder holds (``cache="my_folder/"``).
 FILE_IN_FOLDER = "skembed-cache.sqlite"
 #: Seconds a process waits, as it exits, to write its last counts and digests to a file.
 EXIT_WRITE_TIMEOUT = 0.5
+
+
+class CacheWarning(RuntimeWarning):
+    """A cache file that could not be read or written this time; the vectors were computed.
+
+    A cache is an optimisation: a locked, full or failing disk never costs
+    the work of a ``transform``. Only a corrupt or foreign file is an error.
+    """
 
 
 @dataclass(frozen=True)
@@ -65,14 +77,14 @@ def model_key(config: EncoderConfig, device_type: str) -> ModelKey | None:
 
     None if the model is unknown yet (a hub model neither downloaded nor reachable).
     """
-    identity = model_identity(config.model, config.revision)
+    identity = model_identity(config.model, load_arguments(config))
     if identity is None:
         return None
     description = {
         "key_version": KEY_VERSION,
         "identity": identity,
         "device_type": device_type,
-        **key_options(config),
+        **cache_key_options(config),
     }
     digest = hashlib.blake2b(
         json.dumps(description, sort_keys=True).encode(), digest_size=16
@@ -99,6 +111,7 @@ class _State:
         self.hits = self.misses = 0
         self.pending = (0, 0)  # counts not yet in the file
         self.saved_digests: set = set()
+        self.unsaved: list = []  # (key, texts, vectors) a failed write could not store
         self.digests_pid = None
         self.opened_pid = None
         if path is None:
@@ -123,6 +136,24 @@ class _State:
             new = {k: v for k, v in file_digests().items() if k not in self.saved_digests}
             self.saved_digests |= set(new)
         return new
+
+    def give_back(self, pending: tuple, digests: dict) -> None:
+        """Counts and digests taken for a write that failed: they go with the next one."""
+        with self.lock:
+            self.pending = (self.pending[0] + pending[0], self.pending[1] + pending[1])
+            self.saved_digests -= set(digests)
+
+    def keep_unsaved(self, key, texts: list, vectors: np.ndarray) -> None:
+        """Vectors a write could not store, for the next write (the newest, within a bound)."""
+        with self.lock:
+            self.unsaved.append((key, texts, vectors))
+            while sum(v.nbytes for _, _, v in self.unsaved) > UNSAVED_MAX_BYTES:
+                self.unsaved.pop(0)
+
+    def take_unsaved(self) -> list:
+        with self.lock:
+            unsaved, self.unsaved = self.unsaved, []
+        return unsaved
 
 
 _STATES: dict = {}
@@ -181,9 +212,8 @@ class EmbeddingCache:
 
     Examples
     --------
-    >>> import tempfile
     >>> from skembed import EmbeddingCache, EmbeddingVectorizer
-    >>> cache = EmbeddingCache(tempfile.mkdtemp())  # a folder: the file goes inside
+    >>> cache = EmbeddingCache(TMP)  # a folder (here pytest's): the file goes inside
     >>> cache.path.endswith("skembed-cache.sqlite")
     True
     >>> vectorizer = EmbeddingVectorizer(MINILM, cache=cache)
@@ -301,7 +331,12 @@ class EmbeddingCache:
             rows = np.asarray(missing, dtype=np.intp)
             todo = [texts[i] for i in missing]
             part = np.empty((len(todo), dim), dtype=np.float32)
-            found = state.file.lookup(key.digest, text_keys(todo), part)
+            try:
+                found = state.file.lookup(key.digest, text_keys(todo), part)
+            except CacheUnavailableError as exc:
+                warn(f"The embedding cache {self.path!r} could not be read ({exc.cause}): "
+                     f"the {len(todo)} vectors not in memory are computed.", CacheWarning)
+                found = np.zeros(len(todo), dtype=bool)
             out[rows[found]] = part[found]
             if found.any():
                 state.front.store(key.digest, key.description,
@@ -321,10 +356,27 @@ class EmbeddingCache:
                 "dimensions; clear the cache."
             )
         vectors = np.asarray(vectors, dtype=np.float32)
-        if state.file is not None:
-            state.file.store(key.digest, key.description, text_keys(texts), vectors,
-                             counts=state.take_pending(), file_digests=state.take_new_digests())
         state.front.store(key.digest, key.description, texts, vectors)
+        if state.file is None:
+            return
+        # What an earlier write could not store goes first, in transactions of its own;
+        # after a failure the rest waits for the next write (a lock would make each wait).
+        todo = [*state.take_unsaved(), (key, texts, vectors)]
+        for position, (item_key, item_texts, item_vectors) in enumerate(todo):
+            pending, digests = state.take_pending(), state.take_new_digests()
+            try:
+                state.file.store(item_key.digest, item_key.description, text_keys(item_texts),
+                                 item_vectors, counts=pending, file_digests=digests)
+            except CacheUnavailableError as exc:
+                state.give_back(pending, digests)
+                for item in todo[position:]:
+                    state.keep_unsaved(*item)
+                n_vectors = sum(len(item[1]) for item in todo[position:])
+                warn(f"The embedding cache {self.path!r} could not store {n_vectors} new "
+                     f"vectors ({exc.cause}). They were computed and are returned; the file "
+                     "is intact (the write was rolled back), and this process keeps them to "
+                     "store with its next write.", CacheWarning)
+                return
 
     # -- observation -------------------------------------------------------------------
     def stats(self) -> dict:

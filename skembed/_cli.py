@@ -1,46 +1,101 @@
 """The ``skembed`` command line: quick jobs without writing Python.
 
 Each sub-command is one ``_add_<name>`` function that declares its arguments
-and sets ``func``; :func:`main` dispatches. The options that configure the
-model come from their declarations (:mod:`skembed._options`), so every model
-option is a flag of every command that embeds text. The commands use the
-public API and their file helpers only.
+and sets ``func``; :func:`main` dispatches. The flags that configure the
+vectorizer are derived from :class:`~skembed.EmbeddingVectorizer` itself: its
+signature (the defaults), its ``_parameter_constraints`` (the kind of value)
+and its docstring (the help line). Every model option is a flag of every
+command that embeds text; :data:`RUN_PARAMETER_SCOPES` says which commands
+take each other parameter. The commands use the public API and their file
+helpers only.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import numbers
+import re
 import sys
 from pathlib import Path
 
-from ._options import VECTORIZER_OPTIONS, Choice, Flag, Integer
+from ._config import model_option_names
 
-#: Which commands take the options of each ``cli`` scope of the declarations.
+#: Which scopes of parameters each command takes.
 SCOPES = {
     "similarity": ("every", "files"),
     "evaluate": ("every",),
     "embed": ("every", "files", "embed"),
     "fine-tune": ("every",),
 }
+#: The vectorizer's parameters that are not model options, and the scope of
+#: commands that take each: "every" command that embeds text, those that embed
+#: a file into another file ("files"), "embed" alone, or None (no flag).
+RUN_PARAMETER_SCOPES = {
+    "batch_size": "every",
+    "normalize": "embed",
+    "handle_missing": "embed",
+    "show_progress_bar": None,
+    "warn_on_truncation": "every",
+    "cache": "files",
+}
 
 
-def _add_model_options(parser: argparse.ArgumentParser, command: str) -> None:
-    """A flag for each declared option of ``command``'s scopes: ``--max-seq-length`` and so on."""
-    for option in VECTORIZER_OPTIONS:
-        if option.cli not in SCOPES[command]:
+def parameter_scopes() -> dict:
+    """The scope of every parameter of EmbeddingVectorizer, in the order of its signature."""
+    from . import EmbeddingVectorizer
+
+    models = set(model_option_names())
+    scopes = {}
+    for name in inspect.signature(EmbeddingVectorizer).parameters:
+        if name not in models and name not in RUN_PARAMETER_SCOPES:
+            raise KeyError(f"EmbeddingVectorizer's {name!r} has no command-line scope: "
+                           "add it to RUN_PARAMETER_SCOPES")
+        scopes[name] = "every" if name in models else RUN_PARAMETER_SCOPES[name]
+    return scopes
+
+
+def parameter_help(estimator_class) -> dict:
+    """The first sentence of each entry of a numpydoc ``Parameters`` section, as plain text."""
+    doc = inspect.getdoc(estimator_class) or ""
+    section = re.search(r"^Parameters\n-+\n(.*?)(?:^\S[^\n]*\n-+\n|\Z)", doc, re.M | re.S)
+    entries = re.findall(r"^(\w+) : [^\n]*\n((?:^(?: {4}[^\n]*)?\n?)*)",
+                         section.group(1) if section else "", re.M)
+    helps = {}
+    for name, body in entries:
+        text = re.sub(r":\w+:`~?(?:[\w]+\.)*(\w+)`", r"\1", " ".join(body.split()))
+        text = text.replace("``", "")
+        sentence = re.match(r"(.+?(?<!e\.g)\.)(?:\s|$)", text)
+        helps[name] = (sentence.group(1) if sentence else text).rstrip(".")
+    return helps
+
+
+def _add_vectorizer_options(parser: argparse.ArgumentParser, command: str) -> None:
+    """A flag for each vectorizer parameter of ``command``'s scopes: ``--max-seq-length`` ..."""
+    from . import EmbeddingVectorizer
+
+    defaults = {name: p.default for name, p in
+                inspect.signature(EmbeddingVectorizer).parameters.items()}
+    helps = parameter_help(EmbeddingVectorizer)
+    for name, scope in parameter_scopes().items():
+        if scope not in SCOPES[command]:
             continue
-        flag = "--" + option.name.replace("_", "-")
-        kinds = [kind for kind in option.accepts if kind is not None]
-        if kinds == [Flag]:
-            action = "store_true" if option.default is False else argparse.BooleanOptionalAction
-            parser.add_argument(flag, action=action, default=option.default, help=option.help)
+        flag = "--" + name.replace("_", "-")
+        default, text = defaults[name], helps[name].replace("%", "%%")
+        constraints = [c for c in EmbeddingVectorizer._parameter_constraints[name]
+                       if c is not None]
+        if constraints == ["boolean"]:
+            action = "store_true" if default is False else argparse.BooleanOptionalAction
+            parser.add_argument(flag, action=action, default=default, help=text)
             continue
-        choices = kinds[0].values if len(kinds) == 1 and isinstance(kinds[0], Choice) else None
-        integer = isinstance(kinds[0], Integer)
+        integer = any(isinstance(getattr(c, "type", None), type)
+                      and issubclass(c.type, numbers.Integral) for c in constraints)
+        only_choices = len(constraints) == 1 and hasattr(constraints[0], "options")
         parser.add_argument(
-            flag, default=option.default, help=option.help, choices=choices,
-            type=int if integer else str,
-            metavar=None if choices else "N" if integer else option.name.upper(),
+            flag, default=default, type=int if integer else str,
+            choices=sorted(constraints[0].options) if only_choices else None,
+            metavar=None if only_choices else "N" if integer else name.upper(),
+            help=f"{text} (default: %(default)s)",
         )
 
 
@@ -48,7 +103,7 @@ def _vectorizer(args, **overrides):
     """The EmbeddingVectorizer the flags of ``args`` describe."""
     from . import EmbeddingVectorizer
 
-    params = {o.name: getattr(args, o.name) for o in VECTORIZER_OPTIONS if hasattr(args, o.name)}
+    params = {name: getattr(args, name) for name in parameter_scopes() if hasattr(args, name)}
     return EmbeddingVectorizer(**{**params, **overrides})
 
 
@@ -109,7 +164,7 @@ def _add_similarity(subparsers) -> None:
                         help="the two text columns of --data (default: %(default)s)")
     parser.add_argument("--out", help="with --data: the file to write (a table or .npy)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    _add_model_options(parser, "similarity")
+    _add_vectorizer_options(parser, "similarity")
     parser.set_defaults(func=_similarity, missing_remedy=PAIR_REMEDY)
 
 
@@ -227,7 +282,7 @@ def _add_evaluate(subparsers) -> None:
     _add_pair_arguments(parser, "--data", "the pairs to score")
     parser.add_argument("--plot", metavar="FILE", help="also draw a scatter plot to FILE (PNG)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    _add_model_options(parser, "evaluate")
+    _add_vectorizer_options(parser, "evaluate")
     parser.set_defaults(func=_evaluate, missing_remedy=PAIR_REMEDY)
 
 
@@ -294,7 +349,7 @@ def _add_embed(subparsers) -> None:
                         help="columns to copy into a table output (default: all; "
                         "--keep alone: none)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    _add_model_options(parser, "embed")
+    _add_vectorizer_options(parser, "embed")
     parser.set_defaults(
         func=_embed,
         missing_remedy="Fill it, drop its row, or pass --handle-missing empty or zero.",
@@ -381,7 +436,7 @@ def _add_fine_tune(subparsers) -> None:
                         "fine_tune=True) trains the same model (default: 0)")
     parser.add_argument("--overwrite", action="store_true",
                         help="save into --out even if it holds files")
-    _add_model_options(parser, "fine-tune")
+    _add_vectorizer_options(parser, "fine-tune")
     parser.set_defaults(func=_fine_tune, missing_remedy=PAIR_REMEDY)
 
 

@@ -17,7 +17,6 @@ model runs on the previous chunk. Any other model is encoded by
 from __future__ import annotations
 
 import itertools
-import sys
 import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -25,8 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._models import LoadedModel, load_model, resolve_prompt
-from ._options import EncoderConfig
+from ._config import EncoderConfig
+from ._loaded_model import LoadedModel
+from ._prompts import resolve_prompt
+from ._registry import load_model
+from ._warnings import caller_stacklevel
 
 
 class TruncationWarning(UserWarning):
@@ -396,18 +398,8 @@ def _warn_about_truncation(plan: _Plan, candidates: list, n_texts: int,
         f"their first {plan.max_length} tokens were embedded, as sentence-transformers does. "
         f"To read more, {more}; warn_on_truncation=False silences this.",
         TruncationWarning,
-        stacklevel=_caller_stacklevel(),
+        stacklevel=caller_stacklevel(),
     )
-
-
-def _caller_stacklevel() -> int:
-    """The ``stacklevel`` of the first frame outside skembed and scikit-learn: the user's call."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_globals.get("__name__", "").startswith(
-        ("skembed", "sklearn")
-    ):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 #: Texts given to the tokenizer at once (its Python lists live for one chunk only).

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
-from sklearn.base import clone
 from sklearn.metrics import make_scorer
 
 from ._input import to_text_columns
-from ._similarity import column_similarities
+from ._similarity import column_similarities, fitted_vectorizer
 from ._sklearn import _check_y
+from ._vectorizer import EmbeddingVectorizer
 
 
 def spearman_score(y_true, y_pred) -> float:
@@ -102,21 +102,15 @@ class STSResult:
         return {"pearson": self.pearson, "spearman": self.spearman, "n_pairs": self.n_pairs}
 
 
-def _as_vectorizer(model, batch_size):
-    from ._vectorizer import EmbeddingVectorizer
-
+def _as_vectorizer(model):
     if isinstance(model, str | os.PathLike):
-        vectorizer = EmbeddingVectorizer(model=os.fspath(model))
-    elif isinstance(model, EmbeddingVectorizer):
-        vectorizer = model
-    else:
-        raise TypeError(
-            "evaluate_sts expects a model name or folder, an EmbeddingVectorizer or a "
-            f"fitted SimilarityRegressor, got {type(model).__name__}."
-        )
-    if batch_size is not None:
-        vectorizer = clone(vectorizer).set_params(batch_size=batch_size)
-    return vectorizer
+        return EmbeddingVectorizer(model=os.fspath(model))
+    if isinstance(model, EmbeddingVectorizer):
+        return model
+    raise TypeError(
+        "evaluate_sts expects a model name or folder, an EmbeddingVectorizer or a "
+        f"fitted SimilarityRegressor, got {type(model).__name__}."
+    )
 
 
 def evaluate_sts(model, sentences1, sentences2, scores, *, batch_size=None) -> STSResult:
@@ -129,15 +123,15 @@ def evaluate_sts(model, sentences1, sentences2, scores, *, batch_size=None) -> S
     Parameters
     ----------
     model : str, path-like, EmbeddingVectorizer or SimilarityRegressor
-        A model name or folder, a vectorizer (used as configured; it needs
-        no fit), or a fitted :class:`SimilarityRegressor` whose (possibly
-        fine-tuned) encoder is evaluated.
+        A model name or folder, a vectorizer (a clone of it is fitted and
+        used; it is left unchanged), or a fitted :class:`SimilarityRegressor`
+        whose (possibly fine-tuned) encoder is evaluated.
     sentences1, sentences2 : sequence of str
         The pairs.
     scores : sequence of float
         Gold similarity of each pair, on any scale.
     batch_size : int or None, default=None
-        Overrides the vectorizer's batch size.
+        Overrides the vectorizer's batch size (not a regressor's).
 
     Returns
     -------
@@ -175,9 +169,11 @@ def evaluate_sts(model, sentences1, sentences2, scores, *, batch_size=None) -> S
         if similarity.ndim != 1:
             raise ValueError("evaluate_sts needs a SimilarityRegressor fitted on 2 columns.")
     else:
-        vectorizer = _as_vectorizer(model, batch_size)
+        vectorizer = _as_vectorizer(model)
         columns = to_text_columns(pairs, handle_missing=vectorizer.handle_missing, min_columns=2)
-        similarity = column_similarities(vectorizer, columns, [(0, 1)])[:, 0]
+        overrides = {} if batch_size is None else {"batch_size": batch_size}
+        fitted = fitted_vectorizer(vectorizer, columns.columns[0], **overrides)
+        similarity = column_similarities([fitted, fitted], columns, [(0, 1)])[:, 0]
     return STSResult(
         pearson=pearson_score(gold, similarity),
         spearman=spearman_score(gold, similarity),

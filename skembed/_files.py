@@ -44,8 +44,8 @@ def read_table(path) -> pd.DataFrame:
 
     Examples
     --------
-    >>> import tempfile, pathlib
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
+    >>> import pathlib
+    >>> path = pathlib.Path(TMP) / "t.csv"  # TMP: a folder (here pytest's)
     >>> _ = path.write_text("id,text\\n007,NA\\n008,\\n")
     >>> read_table(path).to_dict("list")
     {'id': ['007', '008'], 'text': ['NA', nan]}

@@ -14,23 +14,27 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, fields
 from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 
-from ._models import (
+from ._devices import warn_if_bfloat16_is_slow
+from ._loading import (
+    capped_max_length,
     check_model_location,
-    model_load_error,
+    load_request,
+    open_sentence_transformer,
+    position_limit,
     quiet_transformers,
-    resolve_device,
-    resolve_prompt,
-    unload_models,
-    warn_if_bfloat16_is_slow,
 )
-from ._options import EncoderConfig
+from ._prompts import resolve_prompt
+from ._registry import unload_models
 from ._sklearn import Interval, InvalidParameterError, StrOptions, validate_parameter_constraints
 
 LOSSES = ("mnrl", "cosent", "angle", "cosine")
 ATTENTION = ("auto", "model", "eager", "sdpa")
+
+
 @dataclass(frozen=True)
 class FineTuneConfig:
     """How to fine-tune; the defaults are the default model card's recipe.
@@ -61,9 +65,6 @@ class FineTuneConfig:
         Train under bfloat16 autocast (fast on CPUs with AMX or AVX512-BF16
         and on recent GPUs; emulated and slow on other CPUs, with a warning);
         the saved weights stay float32.
-    max_seq_length : int or None, default=None
-        Truncate texts to this many tokens while training; the saved model
-        keeps this limit. None keeps the model's own.
     group_by_length : bool, default=False
         Batch pairs of similar length together (batches still come in random
         order), as transformers' ``group_by_length`` does: much less padding,
@@ -76,11 +77,6 @@ class FineTuneConfig:
     freeze_embeddings : bool, default=False
         Keep the token embedding matrix as it is: no gradient and no optimiser
         work for it (half the weights of a small model like all-MiniLM-L6-v2).
-    in_batch_negatives : float, default=0.0
-        Weight of an added MultipleNegativesRankingLoss term for the
-        score-based losses: each pair whose normalised score is at least
-        ``positive_threshold`` must rank its partner above the batch's other
-        texts, in both directions. 0 adds nothing.
     attn_implementation : {"auto", "model", "eager", "sdpa"}, default="auto"
         Attention kernel while training. ``"auto"``: ``"eager"`` on a CPU,
         where PyTorch's fused attention trains slowly (its backward pass took
@@ -103,42 +99,48 @@ class FineTuneConfig:
     scale: float = 20.0
     positive_threshold: float = 0.5
     bf16: bool = False
-    max_seq_length: int | None = None
     group_by_length: bool = False
     dropout: float | None = None
     freeze_embeddings: bool = False
-    in_batch_negatives: float = 0.0
     attn_implementation: str = "auto"
     soup: int = 1
 
+    #: Each field's constraints, in scikit-learn's vocabulary (as an estimator's parameters).
+    _parameter_constraints: ClassVar[dict] = {
+        "loss": [StrOptions(set(LOSSES))],
+        "epochs": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "warmup_steps": [Interval(Integral, 0, None, closed="left")],
+        "max_grad_norm": [Interval(Real, 0, None, closed="neither")],
+        "scale": [Interval(Real, 0, None, closed="neither")],
+        "positive_threshold": [Interval(Real, 0, 1, closed="both")],
+        "bf16": ["boolean"],
+        "group_by_length": ["boolean"],
+        "dropout": [Interval(Real, 0, 1, closed="left"), None],
+        "freeze_embeddings": ["boolean"],
+        "attn_implementation": [StrOptions(set(ATTENTION))],
+        "soup": [Interval(Integral, 1, None, closed="left")],
+    }
+
     def __post_init__(self):
-        for name, (constraints, requirement) in _FIELD_CONSTRAINTS.items():
-            value = getattr(self, name)
-            intervals = [c for c in constraints if isinstance(c, Interval)]
-            try:
-                validate_parameter_constraints(
-                    {name: constraints}, {name: value}, caller_name="FineTuneConfig"
+        values = self.to_dict()
+        validate_parameter_constraints(self._parameter_constraints, values,
+                                       caller_name=type(self).__name__)
+        for name, constraints in self._parameter_constraints.items():
+            # A bool is an int to Python, never a number of steps or a rate here.
+            if isinstance(values[name], bool) and "boolean" not in constraints:
+                raise InvalidParameterError(
+                    f"The {name!r} parameter of {type(self).__name__} must be a number, "
+                    f"got {values[name]!r}."
                 )
-                valid = not (intervals and isinstance(value, bool))  # True is no number here
-            except InvalidParameterError:
-                valid = False
-            if not valid:
-                if intervals and intervals[0].type is Real and (
-                    isinstance(value, bool) or not isinstance(value, Real)
-                ):
-                    requirement = "a number"
-                raise InvalidParameterError(f"{name} must be {requirement}, got {value!r}.")
         if self.batch_size < 2 and self.loss == "mnrl":
             raise ValueError("loss='mnrl' needs batch_size >= 2: the batch holds the negatives.")
         if self.group_by_length and self.loss == "mnrl":
             raise ValueError(
                 "group_by_length=True cannot be used with loss='mnrl', whose batches "
                 "must hold no duplicate text."
-            )
-        if self.in_batch_negatives and self.loss == "mnrl":
-            raise ValueError(
-                "in_batch_negatives adds a MultipleNegativesRankingLoss term to a "
-                "score-based loss; loss='mnrl' is that loss already."
             )
 
     @classmethod
@@ -161,33 +163,6 @@ class FineTuneConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _interval(kind, low, high=None, closed="left"):
-    return Interval(kind, low, high, closed=closed)
-
-
-#: Each field's constraints (scikit-learn's, as for the estimators' parameters)
-#: and what its error says it must be.
-_FIELD_CONSTRAINTS = {
-    "loss": ([StrOptions(set(LOSSES))], f"one of {LOSSES}"),
-    "epochs": ([_interval(Real, 0, closed="neither")], "a number > 0"),
-    "batch_size": ([_interval(Integral, 1)], "a positive integer"),
-    "learning_rate": ([_interval(Real, 0, closed="neither")], "> 0"),
-    "weight_decay": ([_interval(Real, 0)], ">= 0"),
-    "warmup_steps": ([_interval(Integral, 0)], "an integer >= 0"),
-    "max_grad_norm": ([_interval(Real, 0, closed="neither")], "> 0"),
-    "scale": ([_interval(Real, 0, closed="neither")], "> 0"),
-    "positive_threshold": ([_interval(Real, 0, 1, closed="both")], "in [0, 1]"),
-    "bf16": (["boolean"], "True or False"),
-    "max_seq_length": ([_interval(Integral, 1), None], "None or a positive integer"),
-    "group_by_length": (["boolean"], "True or False"),
-    "dropout": ([_interval(Real, 0, 1, closed="left"), None], "None or in [0, 1)"),
-    "freeze_embeddings": (["boolean"], "True or False"),
-    "in_batch_negatives": ([_interval(Real, 0)], ">= 0"),
-    "attn_implementation": ([StrOptions(set(ATTENTION))], f"one of {ATTENTION}"),
-    "soup": ([_interval(Integral, 1)], "a positive integer"),
-}
 
 
 def rescale_scores(scores, low: float, high: float) -> np.ndarray:
@@ -234,60 +209,10 @@ def _make_loss(model, config: FineTuneConfig):
     if config.loss == "mnrl":
         return losses.MultipleNegativesRankingLoss(model, scale=config.scale)
     if config.loss == "cosent":
-        loss = losses.CoSENTLoss(model, scale=config.scale)
-    elif config.loss == "angle":
-        loss = losses.AnglELoss(model, scale=config.scale)
-    else:
-        loss = losses.CosineSimilarityLoss(model)
-    if config.in_batch_negatives:
-        return _with_in_batch_negatives(loss, config)
-    return loss
-
-
-def in_batch_ranking_loss(embeddings1, embeddings2, positive, scale: float):
-    """Cross-entropy of each positive pair ranking its partner first in the batch.
-
-    ``positive`` marks the rows of the positive pairs; every text of the other
-    column is a candidate, in both directions. Zero when no pair is positive.
-
-    >>> import torch
-    >>> e = torch.eye(3)
-    >>> float(in_batch_ranking_loss(e, e, torch.tensor([True, True, False]), 20.0)) < 1e-6
-    True
-    """
-    import torch
-    import torch.nn.functional as F
-
-    rows = torch.nonzero(positive).flatten()
-    if rows.numel() == 0:
-        return embeddings1.sum() * 0.0
-    a = F.normalize(embeddings1, dim=-1)
-    b = F.normalize(embeddings2, dim=-1)
-    forward = F.cross_entropy(scale * a[rows] @ b.T, rows)
-    backward = F.cross_entropy(scale * b[rows] @ a.T, rows)
-    return (forward + backward) / 2
-
-
-def _with_in_batch_negatives(score_loss, config: FineTuneConfig):
-    import torch
-
-    class ScoreLossWithInBatchNegatives(torch.nn.Module):
-        """``score_loss`` plus ``config.in_batch_negatives`` times :func:`in_batch_ranking_loss`."""
-
-        def __init__(self):
-            super().__init__()
-            self.model = score_loss.model
-            self.score_loss = score_loss
-
-        def forward(self, sentence_features, labels):
-            embeddings = [self.model(f)["sentence_embedding"] for f in sentence_features]
-            loss = self.score_loss.compute_loss_from_embeddings(embeddings, labels)
-            ranking = in_batch_ranking_loss(
-                embeddings[0], embeddings[1], labels >= config.positive_threshold, config.scale
-            )
-            return loss + config.in_batch_negatives * ranking
-
-    return ScoreLossWithInBatchNegatives()
+        return losses.CoSENTLoss(model, scale=config.scale)
+    if config.loss == "angle":
+        return losses.AnglELoss(model, scale=config.scale)
+    return losses.CosineSimilarityLoss(model)
 
 
 def _training_arguments(config: FineTuneConfig, output_dir: str, seed: int, device: str,
@@ -444,17 +369,20 @@ def _prepare_for_training(st_model, config: FineTuneConfig, device: str) -> None
             )
 
 
-def _load_for_training(config: EncoderConfig, device: str):
-    from sentence_transformers import SentenceTransformer
-
-    try:
-        with quiet_transformers():
-            st_model = SentenceTransformer(config.model, device=device, revision=config.revision,
-                                           trust_remote_code=config.trust_remote_code)
-    except OSError as exc:
-        if os.path.isdir(os.path.expanduser(config.model)):
-            raise
-        raise model_load_error(config.model, config.revision, exc) from exc
+def _load_for_training(configs: tuple, device: str):
+    """The model of ``configs`` as the trainer takes it: float32 weights on ``device``,
+    reading the vectorizer's ``max_seq_length`` (one for every column)."""
+    lengths = {config.max_seq_length for config in configs}
+    if len(lengths) > 1:
+        raise ValueError(
+            f"Fine-tuning trains every column with one max_seq_length, but the columns ask "
+            f"for {sorted(lengths, key=str)}; give them one value (column_params)."
+        )
+    st_model = open_sentence_transformer(load_request(configs[0], device=device))
+    (asked,) = lengths
+    if asked is not None:
+        st_model.max_seq_length = capped_max_length(
+            asked, st_model.max_seq_length, position_limit(st_model[0].auto_model.config))
     # Train float32 weights (bf16=True autocasts), whatever dtype the checkpoint has.
     return st_model.float()
 
@@ -466,9 +394,7 @@ def _train_one(configs: tuple, dataset, config: FineTuneConfig, seed: int, devic
     from transformers import PrinterCallback, set_seed
 
     set_seed(seed)
-    st_model = _load_for_training(configs[0], device)
-    if config.max_seq_length is not None:
-        st_model.max_seq_length = config.max_seq_length
+    st_model = _load_for_training(configs, device)
     _prepare_for_training(st_model, config, device)
     # Each column is trained with the prompt it is encoded with (the model's default too).
     prompts = {
@@ -564,7 +490,7 @@ def train_encoder(
         one entry per log. ``pandas.DataFrame(history)`` makes it a table.
     """
     recipe = recipe or FineTuneConfig()
-    check_model_location(configs[0].model)
+    check_model_location(configs[0].model)  # a mistyped path fails before any work
     if not len(sentences1) == len(sentences2) == len(scores):
         raise ValueError(
             f"sentences1, sentences2 and scores must have equal lengths, got "
@@ -573,7 +499,7 @@ def train_encoder(
     scores = np.asarray(scores, dtype=np.float64)
     low, high = score_range if score_range is not None else (scores.min(), scores.max())
     unit_scores = rescale_scores(scores, low, high)
-    device = resolve_device(configs[0].device)
+    device = load_request(configs[0]).device
     if recipe.bf16:
         warn_if_bfloat16_is_slow("bf16=True", "bf16=False", device)
     dataset = _training_dataset(sentences1, sentences2, unit_scores, recipe)

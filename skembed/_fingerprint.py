@@ -39,10 +39,10 @@ def _is_model_file(name: str) -> bool:
 def file_digest(path: str | os.PathLike) -> str:
     """blake2b digest of a file's content, computed once per (path, size, mtime, inode).
 
-    >>> import tempfile
-    >>> with tempfile.NamedTemporaryFile(delete=False) as f:
+    >>> path = os.path.join(TMP, "weights.bin")  # TMP: a folder (here pytest's)
+    >>> with open(path, "wb") as f:
     ...     _ = f.write(b"weights")
-    >>> file_digest(f.name) == hashlib.blake2b(b"weights", digest_size=20).hexdigest()
+    >>> file_digest(path) == hashlib.blake2b(b"weights", digest_size=20).hexdigest()
     True
     """
     path = os.path.abspath(path)
@@ -196,15 +196,16 @@ def hub_commit(repo: str, revision: str | None = None) -> str | None:
     return commit
 
 
-def model_identity(model: str, revision: str | None = None) -> str | None:
+def model_identity(model: str, load_arguments: dict) -> str | None:
     """A string that changes whenever the model's weights or configs change.
 
     ``"folder:<digest>"`` for a local folder, ``"hub:<repo>@<commit>"`` for a
-    hub model, None when a hub model's commit cannot be resolved yet (not
-    downloaded and no network).
+    hub model (the commit its loader argument ``revision`` resolves to), None
+    when a hub model's commit cannot be resolved yet (not downloaded and no
+    network).
     """
     local = os.path.expanduser(model)
     if os.path.isdir(local):
         return "folder:" + folder_fingerprint(local)
-    commit = hub_commit(model, revision)
+    commit = hub_commit(model, load_arguments.get("revision"))
     return None if commit is None else f"hub:{model}@{commit}"

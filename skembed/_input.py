@@ -222,7 +222,7 @@ def to_text_columns(X, *, handle_missing: str = "error", min_columns: int = 1) -
         A single text column (1-D) or several (2-D).
     handle_missing : {"error", "empty", "zero"}
         ``"error"`` raises a :class:`MissingTextError` naming the first
-        missing cell; the other policies (see ``_options.MISSING_POLICIES``)
+        missing cell; the other policies (see ``_config.MISSING_POLICIES``)
         record missing cells in :attr:`TextColumns.missing`.
     min_columns : int
         Raise if ``X`` has fewer columns (pairs need two).

@@ -18,13 +18,15 @@ class MemoryStore:
     Parameters
     ----------
     max_bytes : int or None
-        Once the vectors would pass this size, the store starts again empty
-        (it is a front: the file still has them). None: no limit.
+        Once its arrays would pass this size, the store starts again empty
+        (it is a front: the file still has them). None: no limit. What counts
+        is the memory the arrays hold, room to grow included, not only the
+        vectors in them.
     """
 
     def __init__(self, max_bytes: int | None = None):
         self.max_bytes = max_bytes
-        self.nbytes = 0
+        self.nbytes = 0  # bytes the arrays hold, spare rows included
         self.lock = threading.Lock()
         self._rows: dict = {}  # digest -> {text: row}
         self._pools: dict = {}  # digest -> (rows, dim) float32 array
@@ -52,7 +54,8 @@ class MemoryStore:
     def store(self, digest: bytes, description: dict, texts: list, vectors: np.ndarray) -> None:
         """Keep the vectors of distinct ``texts``; a text already held keeps its vector."""
         with self.lock:
-            if self.max_bytes is not None and self.nbytes + vectors.nbytes > self.max_bytes:
+            if self.max_bytes is not None and self.nbytes + self._growth(digest, vectors) \
+                    > self.max_bytes:
                 self._clear()
             rows_of = self._rows.setdefault(digest, {})
             self._descriptions[digest] = description
@@ -66,16 +69,28 @@ class MemoryStore:
             pool = self._pools.get(digest, np.empty((0, vectors.shape[1]), dtype=np.float32))
             size = len(rows_of)
             if size + len(fresh) > len(pool):
-                grown = np.empty(
-                    (max(2 * len(pool), size + len(fresh), 1024), vectors.shape[1]), np.float32
-                )
+                grown = np.empty((self._capacity(len(pool), size + len(fresh)), vectors.shape[1]),
+                                 np.float32)
                 grown[:size] = pool[:size]
+                self.nbytes += grown.nbytes - pool.nbytes
                 pool = grown
             pool[size : size + len(fresh)] = fresh
             self._pools[digest] = pool
             new_texts = texts if isinstance(new, slice) else [texts[i] for i in new]
             rows_of.update(zip(new_texts, range(size, size + len(fresh))))
-            self.nbytes += fresh.nbytes
+
+    @staticmethod
+    def _capacity(rows: int, needed: int) -> int:
+        """Rows of a pool grown from ``rows`` to hold ``needed``: doubling, as lists grow."""
+        return max(2 * rows, needed, 1024)
+
+    def _growth(self, digest: bytes, vectors: np.ndarray) -> int:
+        """Bytes the store would add to hold ``vectors`` (at most: all of them new)."""
+        pool = self._pools.get(digest)
+        rows, size = (0, 0) if pool is None else (len(pool), len(self._rows[digest]))
+        if size + len(vectors) <= rows:
+            return 0
+        return (self._capacity(rows, size + len(vectors)) - rows) * 4 * vectors.shape[1]
 
     def info(self) -> list:
         """One dict per model: its description, ``dim`` and ``n_vectors``."""

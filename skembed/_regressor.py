@@ -3,41 +3,28 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-import weakref
 from itertools import combinations
 from numbers import Real
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import Ridge
-from sklearn.metrics import r2_score
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
+from ._config import per_column_options
 from ._finetune import FineTuneConfig, train_encoder, trainer_seed
 from ._heads import MonotoneInterpolation
 from ._input import validate_text_columns
-from ._models import release_later, save_model
-from ._options import PER_COLUMN_OPTIONS, encoder_config
-from ._similarity import column_similarities
-from ._sklearn import Interval, StrOptions, _check_y, validate_parameter_constraints
+from ._registry import save_model
+from ._scratch import check_folder_exists, folder_for_fit
+from ._similarity import column_similarities, fitted_vectorizer
+from ._sklearn import Interval, StrOptions, _check_y, _fit_context
 from ._vectorizer import AUTO_PROGRESS_MIN_TEXTS, EmbeddingVectorizer
 
 HEADS = ("auto", "monotone", "isotonic", "ridge")
-
-#: Temporary folders of fine-tuned encoders, by estimator: each is removed when
-#: its estimator is garbage-collected or refitted, or when the process exits.
-_SCRATCH = weakref.WeakKeyDictionary()
-
-
-def _remove_scratch(folder: str) -> None:
-    """Delete a fine-tuned encoder's temporary folder (a finalizer: it takes no lock)."""
-    shutil.rmtree(folder, ignore_errors=True)
-    release_later(folder)
 
 
 class SimilarityRegressor(RegressorMixin, BaseEstimator):
@@ -86,14 +73,11 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         vectorizer's ``show_progress_bar`` shows the trainer's bar and log
         lines (``"auto"``: from 2,048 pairs on); training is silent otherwise.
     fine_tune_params : dict, FineTuneConfig or None, default=None
-        The fine-tuning recipe, or overrides of it, see :class:`FineTuneConfig`:
-        ``loss`` ("mnrl", "cosent", "angle" or "cosine"), ``epochs``,
-        ``batch_size``, ``learning_rate``, ``weight_decay``, ``warmup_steps``,
-        ``max_grad_norm``, ``scale``, ``positive_threshold``, ``bf16``,
-        ``max_seq_length``, ``group_by_length``, ``dropout``,
-        ``freeze_embeddings``, ``in_batch_negatives``, ``attn_implementation``,
-        ``soup``. The scores given to the losses are ``y`` scaled from its
-        [min, max] in fit to [0, 1].
+        The fine-tuning recipe (see :class:`FineTuneConfig` for every field),
+        or a dict of overrides of it. The scores given to the losses are
+        ``y`` scaled from its [min, max] in fit to [0, 1]. The texts are cut
+        to the vectorizer's own ``max_seq_length`` while training, as they
+        are when encoded.
     fine_tune_dir : str, path-like or None, default=None
         Folder where :meth:`fit` saves the fine-tuned encoder (replacing what
         is there). None uses a fresh temporary folder, deleted when the
@@ -105,8 +89,8 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
     Attributes
     ----------
     vectorizer_ : EmbeddingVectorizer
-        The fitted vectorizer; after fine-tuning, its ``model`` is the folder
-        of the fine-tuned encoder.
+        The fitted clone of ``vectorizer``; after fine-tuning, its ``model``
+        is the folder of the fine-tuned encoder.
     head_ : MonotoneInterpolation, IsotonicRegression or Ridge
         The fitted map from similarities to scores.
     pairs_ : list of tuple of int
@@ -200,9 +184,13 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         tags.regressor_tags.poor_score = True
         return tags
 
+    def _base_vectorizer(self) -> EmbeddingVectorizer:
+        return self.vectorizer if self.vectorizer is not None else EmbeddingVectorizer()
+
     def _validate_columns(self, X, *, reset: bool):
+        vectorizer = self._base_vectorizer() if reset else self.vectorizer_
         return validate_text_columns(
-            self, X, reset=reset, handle_missing=self.vectorizer_.handle_missing,
+            self, X, reset=reset, handle_missing=vectorizer.handle_missing,
             min_columns=2 if reset else 1,
         )
 
@@ -236,18 +224,19 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
                     f"column_params names the column {column!r}, which X does not have; its "
                     f"columns are {known}."
                 )
-            unknown = sorted(set(params) - set(PER_COLUMN_OPTIONS)) if isinstance(
-                params, dict) else None
+            allowed = per_column_options()
+            unknown = sorted(set(params) - set(allowed)) if isinstance(params, dict) else None
             if unknown is None or unknown:
                 raise ValueError(
-                    f"column_params[{column!r}] must be a dict of {PER_COLUMN_OPTIONS} (what may "
+                    f"column_params[{column!r}] must be a dict of {allowed} (what may "
                     f"differ between columns), got {params!r}."
                 )
             settings[position] = dict(params)
         return settings
 
+    @_fit_context(prefer_skip_nested_validation=False)  # it validates its vectorizer
     def fit(self, X, y):
-        """Embed the columns of ``X``, optionally fine-tune, and fit the head.
+        """Fit a clone of the vectorizer, optionally fine-tune it, and fit the head.
 
         Parameters
         ----------
@@ -260,19 +249,13 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         -------
         self : SimilarityRegressor
         """
-        self._validate_params()
         y = _check_y(y, y_numeric=True, estimator=self).astype(np.float64, copy=False)
-        self.vectorizer_ = clone(
-            self.vectorizer if self.vectorizer is not None else EmbeddingVectorizer()
-        )
         columns = self._validate_columns(X, reset=True)
         check_consistent_length(columns.columns[0], y)
         self.column_params_ = self._resolve_column_params(columns)
-        for params in self.column_params_:  # invalid values fail before any work
-            validate_parameter_constraints(
-                {name: EmbeddingVectorizer._parameter_constraints[name] for name in params},
-                params, caller_name=type(self.vectorizer_).__name__,
-            )
+        # Every setting of the vectorizer and of each column is validated here,
+        # before any work: fitting a vectorizer embeds nothing.
+        self._fit_vectorizers(columns, self._base_vectorizer())
         self.pairs_ = list(combinations(range(columns.n_columns), 2))
         head = self._make_head(len(self.pairs_))
         self.fine_tuned_model_ = None
@@ -283,12 +266,25 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         self.head_ = head.fit(similarities[:, 0] if self._one_similarity(head) else similarities, y)
         return self
 
+    def _fit_vectorizers(self, columns, vectorizer, **params) -> None:
+        """Fit ``vectorizer_`` (a clone of ``vectorizer`` with ``params``) and one per column."""
+        texts = columns.columns[0]
+        self.vectorizer_ = fitted_vectorizer(vectorizer, texts, **params)
+        by_setting: dict = {}
+        for settings in self.column_params_:
+            key = tuple(sorted(settings.items()))
+            if key not in by_setting:
+                by_setting[key] = (fitted_vectorizer(self.vectorizer_, texts, **settings)
+                                   if settings else self.vectorizer_)
+        self._column_vectorizers = [by_setting[tuple(sorted(p.items()))]
+                                    for p in self.column_params_]
+
     @staticmethod
     def _one_similarity(head) -> bool:
         return isinstance(head, IsotonicRegression | MonotoneInterpolation)
 
     def _similarities(self, columns) -> np.ndarray:
-        return column_similarities(self.vectorizer_, columns, self.pairs_, self.column_params_)
+        return column_similarities(self._column_vectorizers, columns, self.pairs_)
 
     def _fine_tune(self, columns, y):
         if columns.n_columns != 2:
@@ -297,23 +293,13 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
                 f"columns, got {columns.n_columns}."
             )
         recipe = FineTuneConfig.from_params(self.fine_tune_params)
-        previous = _SCRATCH.pop(self, None)
-        if previous is not None:  # the folder of the last fit goes
-            previous()
-        if self.fine_tune_dir is None:
-            folder = tempfile.mkdtemp(prefix="skembed-finetuned-")
-            scratch = _SCRATCH[self] = weakref.finalize(self, _remove_scratch, folder)
-        else:
-            folder, scratch = os.fspath(self.fine_tune_dir), None
-        vec = self.vectorizer_
-        params = vec.get_params(deep=False)
-        show = vec.show_progress_bar
-        if show == "auto":  # the trainer's bar on long work
+        show = self.vectorizer_.show_progress_bar
+        if show == "auto":  # the trainer's bar on long work, as for encoding
             show = columns.n_rows >= AUTO_PROGRESS_MIN_TEXTS
-        configs = tuple(encoder_config({**params, **extra}) for extra in self.column_params_)
+        folder, discard = folder_for_fit(self, self.fine_tune_dir)
         try:
             self.fine_tune_history_ = train_encoder(
-                configs,
+                tuple(v._encoder_config() for v in self._column_vectorizers),
                 columns.columns[0].tolist(),
                 columns.columns[1].tolist(),
                 y,
@@ -323,11 +309,10 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
                 show_progress_bar=bool(show),
             )
         except BaseException:
-            if scratch is not None:  # nothing worth keeping
-                scratch()
+            discard()
             raise
         self.fine_tuned_model_ = str(Path(folder).resolve())
-        vec.set_params(model=self.fine_tuned_model_, revision=None)
+        self._fit_vectorizers(columns, self.vectorizer_, model=self.fine_tuned_model_)
 
     def predict_similarity(self, X):
         """Cosine similarity of the embeddings of the columns of ``X``.
@@ -343,13 +328,8 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
             Similarities in [-1, 1], one column per pair of ``pairs_``.
         """
         check_is_fitted(self)
-        if self.fine_tuned_model_ is not None and not Path(self.fine_tuned_model_).is_dir():
-            raise FileNotFoundError(
-                f"The fine-tuned encoder folder {self.fine_tuned_model_!r} no longer exists "
-                "(a temporary folder is deleted with the estimator that made it, or when its "
-                "process exits). Save it with save_encoder(path) or fit with "
-                "fine_tune_dir=path before pickling."
-            )
+        if self.fine_tuned_model_ is not None:
+            check_folder_exists(self.fine_tuned_model_)
         columns = self._validate_columns(X, reset=False)
         similarities = self._similarities(columns)
         return similarities[:, 0] if len(self.pairs_) == 1 else similarities
@@ -371,8 +351,8 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
             return self.head_.predict(similarities)
         return self.head_.predict(similarities[:, None])
 
-    def score(self, X, y):
-        """R² of :meth:`predict` against ``y``, scikit-learn's score for regressors.
+    def score(self, X, y, sample_weight=None):
+        """R² of :meth:`predict` against ``y``: ``RegressorMixin.score``, documented here.
 
         STS is usually reported as a correlation: pass ``scoring=spearman_scorer``
         or ``pearson_scorer`` to model selection for that.
@@ -383,13 +363,14 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
             As many text columns as seen in :meth:`fit`.
         y : array-like of shape (n_samples,)
             True scores.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each row.
 
         Returns
         -------
         score : float
         """
-        y = _check_y(y, y_numeric=True, estimator=self)
-        return float(r2_score(y, self.predict(X)))
+        return super().score(X, y, sample_weight=sample_weight)
 
     def save_encoder(self, path):
         """Save the encoder used by this fitted estimator to a folder.
@@ -410,8 +391,10 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
             The absolute path of the folder.
         """
         check_is_fitted(self)
-        path = save_model(encoder_config(self.vectorizer_.get_params(deep=False)), path)
+        path = save_model(self.vectorizer_._encoder_config(), path)
         if self.fine_tuned_model_ is not None:
             self.fine_tuned_model_ = path
-            self.vectorizer_.set_params(model=path)
+            for vectorizer in {id(v): v for v in [self.vectorizer_, *self._column_vectorizers]
+                               }.values():
+                vectorizer.set_params(model=path)
         return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from sklearn.base import _fit_context  # noqa: F401 - re-exported
 from sklearn.utils._param_validation import (  # noqa: F401 - re-exported
     Interval,
     InvalidParameterError,

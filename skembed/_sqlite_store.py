@@ -63,16 +63,81 @@ class CacheVersionError(CacheError):
     """A cache file written by another version of skembed (``skembed cache clear`` empties it)."""
 
 
+class CacheUnavailableError(CacheError):
+    """A sound cache file that cannot be read or written now: locked past the timeout,
+    a full disk or file-size limit, an I/O or permission error.
+
+    Attributes
+    ----------
+    cause : str
+        SQLite's own words.
+    """
+
+    def __init__(self, message: str, cause: str):
+        super().__init__(message)
+        self.cause = cause
+
+
+#: SQLite's result codes (prefixes of their names) for a file that is sound but
+#: cannot be used now, as opposed to a corrupt or foreign one.
+_UNAVAILABLE_CODES = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR",
+                      "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_NOMEM",
+                      "SQLITE_INTERRUPT", "SQLITE_PROTOCOL")
+#: ... and their messages, for Python < 3.11, whose errors carry no code.
+_UNAVAILABLE_MESSAGES = ("locked", "busy", "disk is full", "disk i/o error", "readonly",
+                         "unable to open", "out of memory", "interrupted")
+
+
+def is_unavailable(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says the file cannot be used now (not that it is damaged)."""
+    name = getattr(exc, "sqlite_errorname", None)
+    if name is not None:
+        return name.startswith(_UNAVAILABLE_CODES)
+    return any(words in str(exc).lower() for words in _UNAVAILABLE_MESSAGES)
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    name = getattr(exc, "sqlite_errorname", None)
+    if name is not None:
+        return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+    return "locked" in str(exc).lower() or "busy" in str(exc).lower()
+
+
+def retry_while_busy(function, timeout: float):
+    """``function()``, tried again while SQLite says the file is busy, for up to ``timeout`` s.
+
+    Some statements (switching a new file to WAL mode) fail at once when
+    another connection holds a lock, without waiting for SQLite's busy timeout.
+    """
+    deadline, delay = time.monotonic() + timeout, 0.001
+    while True:
+        try:
+            return function()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(2 * delay, 0.05)
+
+
 @contextmanager
 def write_transaction(conn):
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` on any error."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` on any error.
+
+    SQLite may have rolled the transaction back itself (a full disk, an I/O
+    error): then there is nothing left to roll back.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:  # the error being raised says more
+                pass
         raise
-    conn.execute("COMMIT")
 
 
 class SQLiteStore:
@@ -86,9 +151,16 @@ class SQLiteStore:
         self._damaged: dict = {}  # digest -> text keys found damaged, replaced by the next write
 
     # -- connection and schema ----------------------------------------------------
-    def _error(self, problem: str) -> CacheError:
+    def _error(self, exc: sqlite3.Error | str) -> CacheError:
+        """The error for ``exc``: a file that cannot be used now, or one that is damaged."""
+        if isinstance(exc, sqlite3.Error) and is_unavailable(exc):
+            return CacheUnavailableError(
+                f"The embedding cache {self.path!r} cannot be used now: {exc}. The file is not "
+                "damaged: free disk space, raise the file-size limit or wait for the process "
+                "that holds it.", cause=str(exc),
+            )
         return CacheError(
-            f"{self.path!r} is not a usable skembed embedding cache: {problem}. Delete the "
+            f"{self.path!r} is not a usable skembed embedding cache: {exc}. Delete the "
             "file, or choose another path for the cache."
         )
 
@@ -106,13 +178,15 @@ class SQLiteStore:
             # Only takes effect on a new file: a vector then fits in its leaf
             # page instead of spilling into an overflow page of its own.
             conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
-            conn.execute("PRAGMA journal_mode=WAL")
+            # Several processes may open a new file at once (a grid search's
+            # workers): the switch to WAL mode does not wait for a lock.
+            retry_while_busy(lambda: conn.execute("PRAGMA journal_mode=WAL"), WRITE_TIMEOUT)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")  # reads without a copy per page
-            self._check_schema(conn)
+            retry_while_busy(lambda: self._check_schema(conn), WRITE_TIMEOUT)
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise self._error(str(exc)) from None
+            raise self._error(exc) from None
         except CacheError:
             conn.close()
             raise
@@ -150,9 +224,7 @@ class SQLiteStore:
             try:
                 return function(conn, *args)
             except sqlite3.DatabaseError as exc:
-                if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                    raise
-                raise self._error(str(exc)) from None
+                raise self._error(exc) from None
 
     # -- reads ---------------------------------------------------------------------
     def dimension(self, digest: bytes) -> int | None:

@@ -1,89 +1,39 @@
 """EmbeddingVectorizer: text columns to sentence-embedding features.
 
-Its parameters are declared in :mod:`skembed._options`; this module derives
-the signature and ``_parameter_constraints`` from them, and orchestrates
-input validation, the cache and the engine.
+The estimator orchestrates: input validation (:mod:`skembed._input`), the
+cache (what is missing is encoded, then stored) and the engine. Its
+parameters are written here, scikit-learn's way: the ``__init__`` argument,
+the ``_parameter_constraints`` entry and the docstring entry of each one;
+the model options among them are the fields of
+:class:`~skembed._config.EncoderConfig`, which is what the layers below read.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 import warnings
 from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.preprocessing import normalize as normalize_rows
 from sklearn.utils.validation import check_is_fitted
 
 from . import _engine
 from ._cache import EmbeddingCache, resolve_cache
+from ._config import BACKENDS, DEFAULT_MODEL, DEVICES, MISSING_POLICIES, PRECISIONS, EncoderConfig
+from ._devices import device_type
 from ._input import unique_texts, validate_text_columns
-from ._models import device_type
-from ._options import (
-    VECTORIZER_OPTIONS,
-    CacheHandle,
-    Choice,
-    Flag,
-    Integer,
-    Pattern,
-    PathLike,
-    Text,
-    encoder_config,
+from ._sklearn import (
+    Interval,
+    MatchesPattern,
+    StrOptions,
+    _check_feature_names_in,
+    _fit_context,
 )
-from ._similarity import unit_rows
-from ._sklearn import Interval, MatchesPattern, StrOptions, _check_feature_names_in
 
 #: Encode with a progress bar from this many texts on, when ``show_progress_bar="auto"``.
 AUTO_PROGRESS_MIN_TEXTS = 2048
-
-
-def sklearn_constraints(option) -> list:
-    """scikit-learn's parameter constraints for a declared :class:`~skembed._options.Option`."""
-    constraints = []
-    for accepted in option.accepts:
-        if accepted is None:
-            constraints.append(None)
-        elif isinstance(accepted, Choice):
-            constraints.append(StrOptions(set(accepted.values)))
-        elif isinstance(accepted, Integer):
-            constraints.append(Interval(Integral, accepted.minimum, None, closed="left"))
-        elif isinstance(accepted, Pattern):
-            constraints.append(MatchesPattern(accepted.regex, accepted.description))
-        elif accepted is Flag:
-            constraints.append("boolean")
-        elif accepted is Text:
-            constraints.append(str)
-        elif accepted is PathLike:
-            constraints.extend([str, os.PathLike])
-        elif accepted is CacheHandle:
-            constraints.append(EmbeddingCache)
-        else:  # pragma: no cover - a declaration this function does not know
-            raise TypeError(f"unknown kind of value {accepted!r} for {option.name!r}")
-    return constraints
-
-
-def _init_from(options) -> callable:
-    """An ``__init__`` whose signature is ``options`` (the first positional, the rest keyword-only).
-
-    scikit-learn reads parameters from the signature, and ``__init__`` only
-    stores them, as its convention asks.
-    """
-    P = inspect.Parameter
-    signature = inspect.Signature(
-        [P("self", P.POSITIONAL_OR_KEYWORD)]
-        + [P(o.name, P.POSITIONAL_OR_KEYWORD if i == 0 else P.KEYWORD_ONLY, default=o.default)
-           for i, o in enumerate(options)]
-    )
-
-    def __init__(self, *args, **kwargs):
-        bound = signature.bind(self, *args, **kwargs)
-        bound.apply_defaults()
-        for name, value in list(bound.arguments.items())[1:]:
-            setattr(self, name, value)
-
-    __init__.__signature__ = signature
-    return __init__
 
 
 class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
@@ -105,12 +55,13 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         A sentence-transformers model name on the Hugging Face Hub, or the path
         of a local folder saved by ``SentenceTransformer.save``.
     backend : {"sentence-transformers", "transformers"}, default="sentence-transformers"
-        ``"sentence-transformers"`` runs the model's own modules, whatever
-        they are. ``"transformers"`` runs ``AutoModel``, mean-pools the token
+        Which library runs the model. ``"sentence-transformers"`` runs the
+        model's own modules, whatever they are. ``"transformers"`` runs ``AutoModel``, mean-pools the token
         vectors with the attention mask, then the folder's Dense and Normalize
         modules; it refuses, with a ValueError, a model with any other module.
     device : {"auto", "cpu", "cuda", "mps"} or "cuda:<index>", default="auto"
-        Where the model runs; ``"auto"`` picks CUDA, then MPS, then the CPU.
+        Where the model runs: auto, cpu, cuda, cuda:<index> or mps (``"auto"``
+        picks CUDA, then MPS, then the CPU).
     precision : {"float32", "bfloat16", "float16"}, default="float32"
         Floating-point type of the model's computation. The output is always
         float32.
@@ -121,8 +72,8 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         A literal prefix put before every text, as ``encode(prompt=...)``;
         ``""`` means no prompt, even if the model has a default one.
     prompt_name : str or None, default=None
-        The model's prompt of that name (a key of its ``prompts``, e.g.
-        ``"query"``), as ``encode(prompt_name=...)``. With neither, the model's
+        The model's prompt of that name, as ``encode(prompt_name=...)``: a key
+        of its ``prompts``, such as ``"query"``. With neither, the model's
         own ``default_prompt_name`` applies, as in ``encode``.
     truncate_dim : int or None, default=None
         Keep the first ``truncate_dim`` dimensions of each vector (Matryoshka
@@ -143,10 +94,12 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         Show a progress bar while encoding; ``"auto"`` shows it when
         at least 2,048 texts need a model.
     warn_on_truncation : bool, default=True
-        Warn (a :class:`~skembed.TruncationWarning`, once per call) when texts
-        are longer than the model reads: how many, and the longest length.
+        Warn when texts are longer than the model reads (a
+        :class:`~skembed.TruncationWarning`, once per call: how many, and the
+        longest length).
     cache : None, "memory", str, path-like or EmbeddingCache, default=None
-        Keep vectors to skip recomputing them: None computes every time,
+        An embedding cache file or folder: texts met before are not embedded
+        again. None computes every time,
         ``"memory"`` shares them between all estimators of this process, a
         path (or an :class:`~skembed.EmbeddingCache`) keeps them in an SQLite
         file that several processes can share; a folder holds the file
@@ -186,8 +139,61 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
     'skembed'
     """
 
-    _parameter_constraints: dict = {o.name: sklearn_constraints(o) for o in VECTORIZER_OPTIONS}
-    __init__ = _init_from(VECTORIZER_OPTIONS)
+    _parameter_constraints: dict = {
+        "model": [str, os.PathLike],
+        "backend": [StrOptions(set(BACKENDS))],
+        "device": [StrOptions(set(DEVICES)), MatchesPattern(r"cuda:\d+", "'cuda:<index>'")],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "max_seq_length": [Interval(Integral, 1, None, closed="left"), None],
+        "prompt": [str, None],
+        "prompt_name": [str, None],
+        "truncate_dim": [Interval(Integral, 1, None, closed="left"), None],
+        "revision": [str, None],
+        "trust_remote_code": ["boolean"],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "normalize": ["boolean"],
+        "handle_missing": [StrOptions(set(MISSING_POLICIES))],
+        "show_progress_bar": ["boolean", StrOptions({"auto"})],
+        "warn_on_truncation": ["boolean"],
+        "cache": [None, str, os.PathLike, EmbeddingCache],
+    }
+
+    def __init__(
+        self,
+        model=DEFAULT_MODEL,
+        *,
+        backend="sentence-transformers",
+        device="auto",
+        precision="float32",
+        max_seq_length=None,
+        prompt=None,
+        prompt_name=None,
+        truncate_dim=None,
+        revision=None,
+        trust_remote_code=False,
+        batch_size=32,
+        normalize=False,
+        handle_missing="error",
+        show_progress_bar="auto",
+        warn_on_truncation=True,
+        cache=None,
+    ):
+        self.model = model
+        self.backend = backend
+        self.device = device
+        self.precision = precision
+        self.max_seq_length = max_seq_length
+        self.prompt = prompt
+        self.prompt_name = prompt_name
+        self.truncate_dim = truncate_dim
+        self.revision = revision
+        self.trust_remote_code = trust_remote_code
+        self.batch_size = batch_size
+        self.normalize = normalize
+        self.handle_missing = handle_missing
+        self.show_progress_bar = show_progress_bar
+        self.warn_on_truncation = warn_on_truncation
+        self.cache = cache
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -196,12 +202,14 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 
-    def _config(self):
-        return encoder_config(self.get_params(deep=False))
+    def _encoder_config(self) -> EncoderConfig:
+        """The model options, as the engine, the registry and the cache read them."""
+        return EncoderConfig.from_params(self.get_params(deep=False))
 
     def _validate_columns(self, X, *, reset: bool):
         return validate_text_columns(self, X, reset=reset, handle_missing=self.handle_missing)
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Check ``X`` and learn the number and names of its text columns.
 
@@ -218,7 +226,6 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         -------
         self : EmbeddingVectorizer
         """
-        self._validate_params()
         self._validate_columns(X, reset=True)
         self._fit_model()
         return self
@@ -241,9 +248,9 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         columns = self._validate_columns(X, reset=False)
         return self._embed_columns(columns)
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit_transform(self, X, y=None):
         """Fit to ``X``, then embed it; the same as ``fit(X).transform(X)``."""
-        self._validate_params()
         columns = self._validate_columns(X, reset=True)
         self._fit_model()
         return self._embed_columns(columns)
@@ -255,18 +262,18 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
             cache.open()
         key = self._model_key(cache)
         dim = None if key is None else cache.dimension(key)
-        self.embedding_dim_ = _engine.dimension(self._config()) if dim is None else dim
+        self.embedding_dim_ = _engine.dimension(self._encoder_config()) if dim is None else dim
 
     @property
     def engine_(self) -> str:
         check_is_fitted(self, "embedding_dim_")
-        return _engine.engine(self._config())
+        return _engine.engine(self._encoder_config())
 
     def _model_key(self, cache):
         """The cache's key for this model; None without a cache or for an unknown hub model."""
         if cache is None:
             return None
-        config = self._config()
+        config = self._encoder_config()
         key = cache.model_key(config, device_type(config.device))
         if key is None:  # a hub model not downloaded yet: load it, then read its commit
             _engine.dimension(config)
@@ -283,9 +290,10 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         """Embed distinct texts, row ``i`` for ``texts[i]`` (float32).
 
         The building block of :meth:`transform`, for code that needs vectors
-        of texts it has already deduplicated. Goes through the ``cache`` when
-        there is one; the vectorizer need not be fitted.
+        of texts it has already deduplicated (the regressor, the evaluation).
+        Goes through the ``cache`` when there is one.
         """
+        check_is_fitted(self, "embedding_dim_")
         cache = resolve_cache(self.cache)
         key = self._model_key(cache)
         if key is None:
@@ -300,14 +308,14 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
                 else:
                     vectors[missing] = computed
                 cache.store(key, todo, computed)
-        return unit_rows(vectors) if self.normalize else vectors
+        return normalize_rows(vectors, copy=False) if self.normalize else vectors
 
     def _encode(self, texts: list) -> np.ndarray:
         show = self.show_progress_bar
         if show == "auto":
             show = len(texts) >= AUTO_PROGRESS_MIN_TEXTS
         return _engine.encode(
-            self._config(), texts, batch_size=self.batch_size, show_progress_bar=bool(show),
+            self._encoder_config(), texts, batch_size=self.batch_size, show_progress_bar=bool(show),
             warn_on_truncation=self.warn_on_truncation,
         )
 

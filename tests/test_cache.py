@@ -21,7 +21,9 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.utils._param_validation import InvalidParameterError
 
-from skembed import EmbeddingCache, EmbeddingVectorizer, _cache, _models, _options, unload_models
+from conftest import encoder_config, pairwise_cosine
+
+from skembed import EmbeddingCache, EmbeddingVectorizer, _cache, _registry, unload_models
 from skembed import ModelLoadError
 from skembed._cache import FILE_IN_FOLDER, CacheError
 from skembed._cli import main
@@ -97,10 +99,10 @@ def test_a_new_process_reads_the_file_without_computing(tiny_model, texts, db):
     code = textwrap.dedent(
         f"""
         import numpy as np, sys
-        from skembed import EmbeddingCache, EmbeddingVectorizer, _models
+        from skembed import EmbeddingCache, EmbeddingVectorizer, _registry
         X = EmbeddingVectorizer({tiny_model!r}, device="cpu", cache={db!r}).fit_transform(
             {texts[:30]!r})
-        assert _models.MODEL_LOADS == 0, _models.MODEL_LOADS
+        assert _registry.MODEL_LOADS == 0, _registry.MODEL_LOADS
         print(EmbeddingCache({db!r}).stats())
         sys.stdout.buffer.write(X.tobytes())
         """
@@ -116,15 +118,15 @@ def test_fully_cached_fit_transform_does_not_load_the_model(tiny_model, texts, d
     expected = EmbeddingVectorizer(tiny_model, **params).fit_transform(texts[:20])
 
     unload_models()  # as in a process that never loaded it
-    loads = _models.MODEL_LOADS
+    loads = _registry.MODEL_LOADS
     vectorizer = EmbeddingVectorizer(tiny_model, **params)
     assert vectorizer.fit_transform(texts[:20]).tobytes() == expected.tobytes()
     assert vectorizer.embedding_dim_ == 32
     assert vectorizer.fit(texts[:3]).transform(texts[5:10]).shape == (5, 32)
     assert len(vectorizer.get_feature_names_out()) == 32
-    assert _models.MODEL_LOADS == loads
+    assert _registry.MODEL_LOADS == loads
     vectorizer.transform(["a text never embedded"])  # the spy sees a real load
-    assert _models.MODEL_LOADS == loads + 1
+    assert _registry.MODEL_LOADS == loads + 1
 
 
 def test_clone_and_pickle_keep_the_cache(tiny_model, texts, db, memory):
@@ -245,13 +247,13 @@ def test_a_new_process_reuses_the_model_file_digests_kept_in_the_file(
     EmbeddingVectorizer(tiny_model_copy, device="cpu", cache=db).fit_transform(texts[:5])
     code = textwrap.dedent(
         f"""
-        from skembed import EmbeddingVectorizer, _fingerprint, _models
+        from skembed import EmbeddingVectorizer, _fingerprint, _registry
         hashed = []
         real = _fingerprint._hash_file
         _fingerprint._hash_file = lambda path: hashed.append(path) or real(path)
         EmbeddingVectorizer({str(tiny_model_copy)!r}, device="cpu", cache={db!r}).fit_transform(
             {texts[:5]!r})
-        assert _models.MODEL_LOADS == 0
+        assert _registry.MODEL_LOADS == 0
         print(len(hashed))
         """
     )
@@ -279,7 +281,7 @@ def test_first_read_of_the_file_fills_the_process_store(tiny_model, texts, db):
     expected = EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(texts[:20])
     _cache._STATES.clear()  # a new process: nothing in memory
     cache = EmbeddingCache(db)
-    key = cache.model_key(_options.EncoderConfig(model=tiny_model, device="cpu"), "cpu")
+    key = cache.model_key(encoder_config(tiny_model), "cpu")
     # Part in front already, part from the file, one unknown text.
     cache._state.front.store(key.digest, key.description, texts[:5], expected[:5])
     wanted = texts[:20] + ["never embedded"]
@@ -318,12 +320,12 @@ def test_hub_models_are_identified_by_their_commit(tmp_path, tiny_model, monkeyp
         shutil.copytree(tiny_model, repo / "snapshots" / commit)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commits[0])
-    assert model_identity("someone/tiny") == f"hub:someone/tiny@{commits[0]}"
+    assert model_identity("someone/tiny", {}) == f"hub:someone/tiny@{commits[0]}"
     assert hub_commit("someone/tiny", commits[1]) == commits[1]
-    assert model_identity("someone/unknown") is None
-    assert model_identity("someone/tiny", "no-such-branch") is None
+    assert model_identity("someone/unknown", {}) is None
+    assert model_identity("someone/tiny", {"revision": "no-such-branch"}) is None
     (repo / "refs" / "v2").write_text(commits[1])
-    assert model_identity("someone/tiny", "v2") == f"hub:someone/tiny@{commits[1]}"
+    assert model_identity("someone/tiny", {"revision": "v2"}) == f"hub:someone/tiny@{commits[1]}"
 
 
 def test_unloadable_unknown_model_raises_instead_of_caching(tmp_path, db):
@@ -343,11 +345,10 @@ def test_unloadable_unknown_model_raises_instead_of_caching(tmp_path, db):
 HELPER = """
 import os, signal, sys
 import numpy as np
-from skembed import EmbeddingCache, _sqlite_store
-from skembed._options import EncoderConfig
+from skembed import EmbeddingCache, EmbeddingVectorizer, _sqlite_store
 ref = np.load(sys.argv[1])
 reference = dict(zip(ref["texts"].tolist(), ref["vectors"]))
-config = EncoderConfig(model=sys.argv[2], device="cpu")
+config = EmbeddingVectorizer(sys.argv[2], device="cpu")._encoder_config()
 cache = EmbeddingCache(sys.argv[3])
 key = cache.model_key(config, "cpu")
 texts = ref["texts"].tolist()
@@ -596,5 +597,130 @@ def test_the_similarity_command_reuses_the_vectors_embed_stored(tiny_model, tmp_
     counts = EmbeddingCache(cache).stats()
     assert counts == {"hits": 4, "misses": 0}  # normalised after reading, not in the key
     a, b = np.load(tmp_path / "sentence1.npy"), np.load(tmp_path / "sentence2.npy")
-    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-    np.testing.assert_allclose(pd.read_csv(tmp_path / "s.csv")["similarity"], cosine, atol=1e-6)
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "s.csv")["similarity"],
+                               pairwise_cosine(a, b), atol=1e-6)
+
+
+# --- faults that must never cost a fit: a new file opened at once, a full disk, a lock --------
+
+OPEN_AT_ONCE = """
+import multiprocessing, os, sys, tempfile
+from skembed import EmbeddingCache
+
+def open_cache(path, barrier, failures):
+    barrier.wait()  # the processes open the new file together
+    try:
+        EmbeddingCache(path).open()
+    except Exception as exc:
+        failures.put(repr(exc))
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("fork")
+    failures, n_processes = context.Queue(), int(sys.argv[3])
+    for round in range(int(sys.argv[2])):
+        path = os.path.join(sys.argv[1], f"round{round}", "cache.sqlite")
+        barrier = context.Barrier(n_processes)
+        processes = [context.Process(target=open_cache, args=(path, barrier, failures))
+                     for _ in range(n_processes)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+            assert process.exitcode == 0
+    found = []
+    while not failures.empty():
+        found.append(failures.get())
+    print(len(found), found[:3])
+"""
+
+
+@pytest.mark.slow
+def test_processes_opening_one_new_file_at_once_all_succeed(tmp_path):
+    result = subprocess.run([sys.executable, "-c", OPEN_AT_ONCE, str(tmp_path), "100", "4"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("0 []"), result.stdout  # 400 opens, 0 failures
+
+
+FULL_DISK = """
+import json, os, resource, signal, sys, warnings
+from skembed import CacheWarning, EmbeddingVectorizer
+model, path, texts = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+expected = EmbeddingVectorizer(model, device="cpu").fit_transform(texts[10:])
+vectorizer = EmbeddingVectorizer(model, device="cpu", cache=path).fit(texts)
+vectorizer.transform(texts[:10])  # stored while the disk has room
+largest = max(os.path.getsize(path + suffix) for suffix in ("", "-wal")
+              if os.path.exists(path + suffix))
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (largest + 1000, resource.RLIM_INFINITY))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    X = vectorizer.transform(texts[10:])
+assert X.tobytes() == expected.tobytes()
+print(json.dumps([(w.category.__name__, str(w.message)) for w in caught]))
+"""
+
+
+@pytest.mark.slow
+def test_a_full_disk_returns_the_vectors_with_one_warning_and_keeps_the_file(
+        tiny_model, texts, db):
+    import json
+    import sqlite3
+
+    result = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, tiny_model, db, json.dumps(texts[:110])],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    (category, message), = json.loads(result.stdout.splitlines()[-1])
+    assert category == "CacheWarning"
+    assert f"The embedding cache {db!r} could not store 100 new vectors" in message
+    assert "They were computed and are returned; the file is intact" in message
+    assert "Delete" not in message
+    # The file passes SQLite's check, holds the earlier vectors, and takes new ones.
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    cache = EmbeddingCache(db)
+    assert cache.info()["n_vectors"] == 10
+    vectorizer = EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit(texts)
+    # (Other batches than one call of 110 texts: equal to float rounding.)
+    np.testing.assert_allclose(vectorizer.transform(texts[:110]), fresh(tiny_model, texts[:110]),
+                               atol=1e-6)
+    assert cache.info()["n_vectors"] == 110
+
+
+def test_a_file_locked_past_the_timeout_is_a_warning_not_a_corrupt_file(
+        tiny_model, texts, db, monkeypatch):
+    import sqlite3
+
+    from skembed import CacheWarning, _sqlite_store
+
+    EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit_transform(texts[:5])
+    _cache._STATES.clear()  # a new process: it connects with the short timeout below
+    monkeypatch.setattr(_sqlite_store, "WRITE_TIMEOUT", 0.2)
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process writing for a long time
+    try:
+        vectorizer = EmbeddingVectorizer(tiny_model, device="cpu", cache=db).fit(texts)
+        with pytest.warns(CacheWarning, match="could not store 5 new vectors .database is locked"):
+            X = vectorizer.transform(texts[:10])
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    np.testing.assert_allclose(X, fresh(tiny_model, texts[:10]), atol=1e-6)
+    # Once free, the next write stores what the failed one could not.
+    vectorizer.transform(texts[10:12])
+    assert EmbeddingCache(db).info()["n_vectors"] == 12
+
+
+def test_the_memory_front_counts_the_room_it_holds(tiny_model):
+    from skembed._memory_store import MemoryStore
+
+    rng = np.random.default_rng(0)
+    cap = 3 * 1024 * 32 * 4  # three pools of 1024 rows of 32 float32
+    store = MemoryStore(max_bytes=cap)
+    for step in range(40):
+        vectors = rng.standard_normal((100, 32)).astype(np.float32)
+        store.store(b"model", {}, [f"{step}-{i}" for i in range(100)], vectors)
+        held = sum(pool.nbytes for pool in store._pools.values())
+        assert store.nbytes == held <= cap, step

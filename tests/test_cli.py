@@ -372,17 +372,46 @@ def test_params_take_json_of_any_length(tiny_model, pairs_csv, tmp_path, capsys)
     assert (out / "modules.json").is_file()
 
 
-def test_every_model_option_is_a_flag_of_every_command_that_embeds():
-    from skembed._cli import SCOPES, build_parser
-    from skembed._options import VECTORIZER_OPTIONS
+def test_every_vectorizer_parameter_is_a_flag_of_the_commands_of_its_scope():
+    from skembed._cli import SCOPES, build_parser, parameter_scopes
+    from skembed._config import model_option_names
 
+    scopes = parameter_scopes()
+    assert sorted(scopes) == sorted(EmbeddingVectorizer().get_params())
+    assert all(scopes[name] == "every" for name in model_option_names())
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
-    for command, scopes in SCOPES.items():
+    for command, taken in SCOPES.items():
         flags = {flag for action in commands[command]._actions for flag in action.option_strings}
-        for option in VECTORIZER_OPTIONS:
-            flag = "--" + option.name.replace("_", "-")
-            assert (flag in flags) == (option.cli in scopes), (command, flag)
+        for name, scope in scopes.items():
+            flag = "--" + name.replace("_", "-")
+            assert (flag in flags) == (scope in taken), (command, flag)
+
+
+def test_a_parameter_without_a_command_line_scope_is_named(monkeypatch):
+    from skembed import _cli
+
+    monkeypatch.delitem(_cli.RUN_PARAMETER_SCOPES, "batch_size")
+    with pytest.raises(KeyError, match="'batch_size' has no command-line scope"):
+        _cli.parameter_scopes()
+
+
+def test_flags_take_the_vectorizer_defaults_and_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["embed", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--batch-size N Texts per forward pass (default: 32)" in out
+    assert "--handle-missing {empty,error,zero}" in out
+    assert "--precision {bfloat16,float16,float32}" in out
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--batch-size", "0"], "The 'batch_size' parameter of EmbeddingVectorizer must be"),
+    (["--max-seq-length", "0"], "The 'max_seq_length' parameter of EmbeddingVectorizer"),
+])
+def test_a_bad_setting_is_the_vectorizers_own_error(tiny_model, flags, message, capsys):
+    assert main(["similarity", "a", "b", "--model", tiny_model, *flags]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_prompt_and_truncation_flags_reach_the_vectorizer(model_of_kind, tmp_path):

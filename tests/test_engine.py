@@ -7,9 +7,10 @@ import warnings
 import numpy as np
 import pytest
 
-from skembed import EmbeddingVectorizer, TruncationWarning, _engine, _models
-from skembed._models import resolve_device
-from skembed._options import EncoderConfig
+from conftest import encoder_config, pairwise_cosine
+
+from skembed import EmbeddingVectorizer, TruncationWarning, _devices, _engine, _registry
+from skembed._devices import resolve_device
 
 TEXTS = [
     "Nerea va a comprar un cuadro usando bitcoins",
@@ -28,7 +29,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def config(tiny_model):
-    return EncoderConfig(model=tiny_model, device="cpu")
+    return encoder_config(tiny_model)
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +124,7 @@ def test_tokens_match_the_transformers_tokenizer_call(plan):
 def test_unpadded_batches_run_without_a_mask(tiny_model, backend):
     import torch
 
-    plan = _engine._plan(EncoderConfig(model=tiny_model, device="cpu", backend=backend))
+    plan = _engine._plan(encoder_config(tiny_model, backend=backend))
     transfers = _engine._Transfers("cpu", asynchronous=False)
     same_length = ["uno dos", "tres cuatro", "cinco seis"]
     assert len(set(_engine.tokenize(plan, same_length).lengths.tolist())) == 1
@@ -156,7 +157,7 @@ def test_bit_identical_under_permutation(config):
 
 
 def test_long_texts_are_truncated_to_max_seq_length(tiny_model):
-    config = EncoderConfig(model=tiny_model, device="cpu", max_seq_length=16)
+    config = encoder_config(tiny_model, max_seq_length=16)
     plan = _engine._plan(config)
     base = " ".join(["palabra"] * 40)
     texts = [base + " final uno", base + " otra cosa distinta", "corto"]
@@ -196,12 +197,12 @@ def test_truncation_is_reported_once_per_call_with_count_and_longest(model_of_ki
 
 
 def test_a_text_that_fills_max_seq_length_exactly_is_not_reported(tiny_model):
-    plan = _engine._plan(EncoderConfig(model=tiny_model, device="cpu", max_seq_length=6))
+    plan = _engine._plan(encoder_config(tiny_model, max_seq_length=6))
     text = "una frase de seis"
     assert len(_engine.token_ids(plan, [text], truncate=False)[0]) == 6
     with warnings.catch_warnings():
         warnings.simplefilter("error", TruncationWarning)
-        _engine.encode(EncoderConfig(model=plan.model.name, device="cpu", max_seq_length=6),
+        _engine.encode(encoder_config(plan.model.name, max_seq_length=6),
                        [text])
 
 
@@ -212,24 +213,21 @@ def test_empty_input_gives_empty_array(config):
 
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
 def test_lower_precisions_close_to_float32(tiny_model, monkeypatch, precision):
-    monkeypatch.setattr(_models, "_cpu_has_fast_bfloat16", lambda: True)
-    reference = _engine.encode(EncoderConfig(model=tiny_model, device="cpu"), TEXTS)
+    monkeypatch.setattr(_devices, "cpu_has_fast_bfloat16", lambda: True)
+    reference = _engine.encode(encoder_config(tiny_model), TEXTS)
     vectors = _engine.encode(
-        EncoderConfig(model=tiny_model, device="cpu", precision=precision), TEXTS
+        encoder_config(tiny_model, precision=precision), TEXTS
     )
     assert vectors.dtype == np.float32
     assert not np.array_equal(vectors, reference)  # really ran in another precision
-    cosine = (vectors * reference).sum(1) / (
-        np.linalg.norm(vectors, axis=1) * np.linalg.norm(reference, axis=1)
-    )
-    assert cosine.min() > 0.99
+    assert pairwise_cosine(vectors, reference).min() > 0.99
 
 
 def test_bfloat16_on_cpu_without_support_warns(tiny_model_copy, monkeypatch):
-    monkeypatch.setattr(_models, "_cpu_has_fast_bfloat16", lambda: False)
-    config = EncoderConfig(model=str(tiny_model_copy), device="cpu", precision="bfloat16")
+    monkeypatch.setattr(_devices, "cpu_has_fast_bfloat16", lambda: False)
+    config = encoder_config(str(tiny_model_copy), precision="bfloat16")
     with pytest.warns(RuntimeWarning, match="AVX512-BF16 or AMX"):
-        _models.load_model(config)
+        _registry.load_model(config)
 
 
 def test_resolve_device_errors(monkeypatch):
@@ -277,8 +275,8 @@ def test_half_precision_checkpoint_runs_in_the_precision_asked_for(tiny_model, t
     from sentence_transformers import SentenceTransformer
 
     SentenceTransformer(tiny_model, device="cpu").half().save(str(tmp_path / "half"))
-    model = _models.load_model(
-        EncoderConfig(model=str(tmp_path / "half"), device="cpu", backend=backend)
+    model = _registry.load_model(
+        encoder_config(str(tmp_path / "half"), backend=backend)
     )
     network = model.st if model.st is not None else model.network
     assert {p.dtype for p in network.parameters()} == {torch.float32}
@@ -329,7 +327,7 @@ def test_a_model_file_instead_of_a_folder_is_named(tmp_path):
 def test_fine_tuning_a_missing_folder_fails_before_training(tmp_path):
     from skembed._finetune import train_encoder
 
-    config = EncoderConfig(model=str(tmp_path / "nope"), device="cpu")
+    config = encoder_config(str(tmp_path / "nope"))
     with pytest.raises(FileNotFoundError, match="No model folder at"):
         train_encoder((config, config), ["a", "b"], ["c", "d"], [0.0, 1.0], tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -339,7 +337,7 @@ def test_a_max_seq_length_past_the_positions_is_said_with_the_cut(tiny_model):
     long = " ".join(["palabra"] * 300)  # 302 tokens; the tiny model has 128 positions
     with pytest.warns(TruncationWarning, match=r"longer than the 128 tokens.*longest has 302 "
                                                r"tokens.*max_seq_length=1000 is past them"):
-        _engine.encode(EncoderConfig(model=tiny_model, device="cpu", max_seq_length=1000),
+        _engine.encode(encoder_config(tiny_model, max_seq_length=1000),
                        [long])
 
 
@@ -356,5 +354,5 @@ def test_the_truncation_check_reads_long_texts_chunk_by_chunk(tiny_model, monkey
     monkeypatch.setattr(_engine, "token_ids", spy)
     texts = [" ".join(["palabra"] * (20 + i)) for i in range(5)]
     with pytest.warns(TruncationWarning, match="5 of 5 texts"):
-        _engine.encode(EncoderConfig(model=tiny_model, device="cpu", max_seq_length=8), texts)
+        _engine.encode(encoder_config(tiny_model, max_seq_length=8), texts)
     assert seen == [2, 2, 1]

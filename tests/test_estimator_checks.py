@@ -99,7 +99,10 @@ def test_expected_failures_are_generated_checks():
 # The set_output checks fit on a dataframe and transform an array, and back,
 # on purpose: the feature-name warnings this raises are expected there.
 @pytest.mark.filterwarnings("ignore:X (does not have valid|has) feature names:UserWarning")
-@pytest.mark.parametrize("check_name", EXTRA_CHECKS)
+@pytest.mark.parametrize("check_name", [  # the polars ones need the polars extra
+    pytest.param(name, marks=pytest.mark.extras) if "polars" in name else name
+    for name in EXTRA_CHECKS
+])
 def test_public_checks_not_run_by_check_estimator(check_name, tiny_model):
     check = getattr(estimator_checks, check_name)
     check(type(ESTIMATORS[0]).__name__, ESTIMATORS[0].set_params(model=tiny_model))

@@ -11,7 +11,8 @@ import pytest
 from scipy.stats import spearmanr
 
 from skembed import EmbeddingVectorizer, FineTuneConfig, SimilarityRegressor, evaluate_sts
-from skembed._finetune import in_batch_ranking_loss, length_grouped_batches, rescale_scores
+from skembed._finetune import length_grouped_batches, rescale_scores
+from skembed._sklearn import InvalidParameterError
 
 pytestmark = pytest.mark.extras  # needs an optional dependency: see pyproject.toml
 
@@ -126,33 +127,41 @@ def test_mnrl_needs_positive_pairs(tiny_model):
 
 
 @pytest.mark.parametrize(
+    "params",
+    [
+        {"loss": "triplet"}, {"epochs": 0}, {"epochs": True}, {"dropout": "0.1"},
+        {"learning_rate": None}, {"batch_size": 2.5}, {"dropout": 1.0}, {"learning_rate": -1.0},
+        {"positive_threshold": 2.0}, {"attn_implementation": "flash"}, {"soup": 0},
+        {"soup": 2.0}, {"soup": True}, {"bf16": "false"}, {"freeze_embeddings": 1},
+    ],
+)
+def test_an_invalid_field_is_named_in_scikit_learns_words(params):
+    (name, value), = params.items()
+    with pytest.raises(InvalidParameterError,
+                       match=f"The '{name}' parameter of FineTuneConfig must be .*{value!r}"):
+        FineTuneConfig.from_params(params)
+
+
+@pytest.mark.parametrize(
     "params, match",
     [
-        ({"loss": "triplet"}, "loss must be one of"),
-        ({"epochs": 0}, "epochs must be a number > 0"),
-        ({"epochs": True}, "epochs must be a number, got True"),
-        ({"dropout": "0.1"}, "dropout must be a number, got '0.1'"),
-        ({"learning_rate": None}, "learning_rate must be a number"),
-        ({"batch_size": 2.5}, "batch_size must be a positive integer"),
-        ({"dropout": 1.0}, r"dropout must be None or in \[0, 1\)"),
-        ({"in_batch_negatives": -1.0}, "in_batch_negatives must be >= 0"),
-        ({"loss": "mnrl", "in_batch_negatives": 1.0}, "is that loss already"),
-        ({"learning_rate": -1.0}, "learning_rate must be > 0"),
         ({"loss": "mnrl", "batch_size": 1}, "needs batch_size >= 2"),
-        ({"positive_threshold": 2.0}, r"positive_threshold must be in \[0, 1\]"),
         ({"loss": "mnrl", "group_by_length": True}, "group_by_length=True cannot be used"),
-        ({"attn_implementation": "flash"}, "attn_implementation must be one of"),
-        ({"soup": 0}, "soup must be a positive integer"),
-        ({"soup": 2.0}, "soup must be a positive integer"),
-        ({"soup": True}, "soup must be a positive integer"),
-        ({"bf16": "false"}, "bf16 must be True or False, got 'false'"),
-        ({"freeze_embeddings": 1}, "freeze_embeddings must be True or False, got 1"),
-        ({"max_seq_length": 0}, "max_seq_length must be None or a positive integer"),
+        ({"max_seq_length": 64}, r"Unknown fine-tuning parameter\(s\) \['max_seq_length'\]"),
     ],
 )
 def test_config_errors(params, match):
     with pytest.raises(ValueError, match=match):
         FineTuneConfig.from_params(params)
+
+
+def test_every_field_is_written_in_its_three_places():
+    from dataclasses import fields
+
+    from conftest import assert_parameters_written_in_three_places
+
+    names = assert_parameters_written_in_three_places(FineTuneConfig)
+    assert names == [f.name for f in fields(FineTuneConfig)]
 
 
 def test_default_recipe_is_the_model_cards():
@@ -316,42 +325,17 @@ def test_dropout_is_set_for_training_only(tiny_model, train):
     assert saved["dropout"] == original["dropout"] > 0
 
 
-def test_in_batch_ranking_loss_rewards_partners_ranked_first():
-    import torch
-
-    generator = torch.Generator().manual_seed(0)
-    a = torch.randn(8, 16, generator=generator)
-    noisy = a + 0.1 * torch.randn(8, 16, generator=generator)
-    positive = torch.tensor([True] * 6 + [False] * 2)
-    matched = in_batch_ranking_loss(a, noisy, positive, 20.0)
-    shuffled = in_batch_ranking_loss(a, noisy[torch.randperm(8, generator=generator)], positive, 20.0)
-    assert 0 <= matched < 0.1 < shuffled
-    none = in_batch_ranking_loss(a.requires_grad_(), noisy, torch.zeros(8, dtype=torch.bool), 20.0)
-    assert none == 0 and none.requires_grad
-
-
-@pytest.mark.slow
-def test_in_batch_negatives_adds_to_the_score_loss(tiny_model, train):
-    X, y = train
-    params = {**FAST, "epochs": 1}
-    plain = _regressor(tiny_model, fine_tune_params=params).fit(X, y)
-    both = _regressor(tiny_model, fine_tune_params={**params, "in_batch_negatives": 1.0}).fit(X, y)
-    assert np.all(np.isfinite(both.fine_tune_history_["loss"]))
-    # Same batches, same first weights: the added term only raises the first loss.
-    assert both.fine_tune_history_["loss"][0] > plain.fine_tune_history_["loss"][0]
-    assert not np.array_equal(plain.predict_similarity(X), both.predict_similarity(X))
-
-
 @pytest.mark.slow
 def test_soup_keeps_the_mean_of_its_members_weights(tiny_model, train, tmp_path):
     from sentence_transformers import SentenceTransformer
 
+    from conftest import encoder_config
+
     from skembed._finetune import train_encoder
-    from skembed._options import EncoderConfig
 
     X, y = train
     config = {**FAST, "epochs": 1}
-    encoder = EncoderConfig(model=tiny_model, device="cpu")
+    encoder = encoder_config(tiny_model)
 
     def tune(seed, soup):
         folder = tmp_path / f"seed{seed}-soup{soup}"
@@ -383,11 +367,11 @@ def test_bf16_trains_float32_weights_close_to_float32_training(tiny_model, train
 
     from safetensors.torch import load_file
 
-    from skembed import _models
+    from skembed import _devices
 
     X, y = train
     params = {**FAST, "epochs": 1}
-    monkeypatch.setattr(_models, "_cpu_has_fast_bfloat16", lambda: True)
+    monkeypatch.setattr(_devices, "cpu_has_fast_bfloat16", lambda: True)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         bf16 = _regressor(tiny_model, fine_tune_params={**params, "bf16": True}).fit(X, y)
@@ -398,7 +382,7 @@ def test_bf16_trains_float32_weights_close_to_float32_training(tiny_model, train
     weights = load_file(next(Path(bf16.fine_tuned_model_).rglob("model.safetensors")))
     assert {str(t.dtype) for t in weights.values() if t.is_floating_point()} == {"torch.float32"}
 
-    monkeypatch.setattr(_models, "_cpu_has_fast_bfloat16", lambda: False)
+    monkeypatch.setattr(_devices, "cpu_has_fast_bfloat16", lambda: False)
     with pytest.warns(RuntimeWarning, match="bf16=True on a CPU without AVX512-BF16 or AMX"):
         _regressor(tiny_model, fine_tune_params={**params, "epochs": 0.25, "bf16": True}).fit(X, y)
 
@@ -448,3 +432,26 @@ def test_each_column_is_trained_with_the_prompt_it_is_encoded_with(model_of_kind
     _regressor(model_of_kind("plain"), fine_tune_params={**FAST, "epochs": 0.25}).fit(X, y)
     assert seen[-1] == {}  # a model without prompts trains without
     assert reg.column_params_ == [{}, {"prompt_name": "document"}]
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::skembed.TruncationWarning")  # cut on purpose
+def test_training_reads_texts_as_the_vectorizer_does(tiny_model, train):
+    from sentence_transformers import SentenceTransformer
+
+    X, y = train
+    params = {**FAST, "epochs": 0.5}
+
+    def fit(max_seq_length, **extra):
+        vec = EmbeddingVectorizer(tiny_model, device="cpu", max_seq_length=max_seq_length,
+                                  show_progress_bar=False)
+        return SimilarityRegressor(vec, fine_tune=True, fine_tune_params=params,
+                                   random_state=0, **extra).fit(X, y)
+
+    short, whole = fit(8), fit(None)
+    saved = SentenceTransformer(short.fine_tuned_model_, device="cpu")
+    assert saved.max_seq_length == 8 and short.vectorizer_.max_seq_length == 8
+    # Texts cut to 8 tokens are other training examples than whole ones.
+    assert not np.allclose(short.fine_tune_history_["loss"], whole.fine_tune_history_["loss"])
+    with pytest.raises(ValueError, match="trains every column with one max_seq_length"):
+        fit(8, column_params={1: {"max_seq_length": 16}})

@@ -6,8 +6,8 @@ import re
 
 import numpy as np
 import pandas as pd
-import polars as pl
 import pytest
+from conftest import polars
 import scipy.sparse as sp
 
 from skembed._input import to_text_columns, unique_texts
@@ -25,10 +25,9 @@ def _texts(columns):
         np.array(["a", "b", "c"]),
         np.array(["a", "b", "c"], dtype=object),
         pd.Series(["a", "b", "c"]),
-        pl.Series(["a", "b", "c"]),
         (t for t in ["a", "b", "c"]),
     ],
-    ids=["list", "tuple", "str-array", "object-array", "series", "polars-series", "generator"],
+    ids=["list", "tuple", "str-array", "object-array", "series", "generator"],
 )
 def test_one_text_column(X):
     columns = to_text_columns(X)
@@ -44,10 +43,9 @@ def test_one_text_column(X):
         ([["a", "x"], ["b", "y"]], None),
         (np.array([["a", "x"], ["b", "y"]]), None),
         (pd.DataFrame({"title": ["a", "b"], "body": ["x", "y"]}), ["title", "body"]),
-        (pl.DataFrame({"title": ["a", "b"], "body": ["x", "y"]}), ["title", "body"]),
         (pd.DataFrame([["a", "x"], ["b", "y"]]), None),  # integer column labels
     ],
-    ids=["list-of-rows", "2d-array", "pandas", "polars", "pandas-int-columns"],
+    ids=["list-of-rows", "2d-array", "pandas", "pandas-int-columns"],
 )
 def test_several_text_columns(X, names):
     columns = to_text_columns(X)
@@ -93,7 +91,19 @@ def test_missing_value_in_unnamed_input_names_position():
         to_text_columns([["a", "x"], ["b", "y"], ["c", None]])
 
 
+@pytest.mark.extras
+def test_polars_series_and_frames_are_text_columns():
+    pl = polars()
+    assert _texts(to_text_columns(pl.Series(["a", "b", "c"]))) == [["a", "b", "c"]]
+    columns = to_text_columns(pl.DataFrame({"title": ["a", "b"], "body": ["x", "y"]}))
+    assert _texts(columns) == [["a", "b"], ["x", "y"]] and columns.names == ["title", "body"]
+    with pytest.raises(ValueError, match=re.escape("0 sample(s) (shape=(0, 1))")):
+        to_text_columns(pl.DataFrame({"a": []}, schema={"a": pl.String}))
+
+
+@pytest.mark.extras
 def test_missing_in_polars_is_an_error():
+    pl = polars()
     with pytest.raises(ValueError, match=r"column 'body'.*row 0"):
         to_text_columns(pl.DataFrame({"title": ["a", "b"], "body": [None, "y"]}))
 
@@ -181,9 +191,8 @@ def test_ragged_rows_are_refused(X):
         ([], "(0, 1)"),
         (np.empty((0, 2), dtype=object), "(0, 2)"),
         (pd.DataFrame({"a": [], "b": []}), "(0, 2)"),
-        (pl.DataFrame({"a": []}, schema={"a": pl.String}), "(0, 1)"),
     ],
-    ids=["list", "array", "pandas", "polars"],
+    ids=["list", "array", "pandas"],
 )
 def test_no_rows_is_refused(X, shape):
     with pytest.raises(ValueError, match=re.escape(f"0 sample(s) (shape={shape})")):

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import polars as pl
 import pytest
-from conftest import PLACEHOLDER_MODEL, STRICT_XFAIL, TINY_DIM
+from conftest import PLACEHOLDER_MODEL, STRICT_XFAIL, TINY_DIM, pairwise_cosine, polars
 from scipy.stats import pearsonr, spearmanr
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import Ridge
@@ -41,16 +40,12 @@ def pairs(stsb_dir):
     return data[["sentence1", "sentence2"]], data["similarity_score"].to_numpy()
 
 
-def _cosine(a, b):
-    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-
-
 def test_two_columns_calibrate_cosine_to_the_scale_of_y(tiny_model, pairs):
     X, y = pairs
     reg = SimilarityRegressor(EmbeddingVectorizer(tiny_model, device="cpu")).fit(X, y)
     assert isinstance(reg.head_, MonotoneInterpolation) and reg.pairs_ == [(0, 1)]
     vectors = EmbeddingVectorizer(tiny_model, device="cpu").fit_transform(X)
-    expected = _cosine(vectors[:, :TINY_DIM], vectors[:, TINY_DIM:])
+    expected = pairwise_cosine(vectors[:, :TINY_DIM], vectors[:, TINY_DIM:])
     np.testing.assert_allclose(reg.predict_similarity(X), expected, rtol=1e-5)
     pred = reg.predict(X)
     margin = 1e-3 * np.ptp(y)
@@ -61,7 +56,7 @@ def test_two_columns_calibrate_cosine_to_the_scale_of_y(tiny_model, pairs):
     order = np.argsort(similarity)
     rising = np.diff(similarity[order]) > 0
     assert rising.sum() >= len(y) - 3 and np.all(np.diff(pred[order])[rising] > 0)
-    assert spearmanr(y, pred).statistic == pytest.approx(spearmanr(y, expected).statistic,
+    assert spearmanr(y, pred).statistic == pytest.approx(spearmanr(y, similarity).statistic,
                                                          abs=1e-12)
     isotonic = SimilarityRegressor(EmbeddingVectorizer(tiny_model, device="cpu"),
                                    head="isotonic").fit(X, y)
@@ -88,7 +83,7 @@ def test_k_columns_use_all_pairwise_similarities(tiny_model):
     assert list(reg.feature_names_in_) == ["query", "title", "brand"]
     vectors = EmbeddingVectorizer(tiny_model, device="cpu").fit_transform(X)
     cols = [vectors[:, j * TINY_DIM : (j + 1) * TINY_DIM] for j in range(3)]
-    expected = np.column_stack([_cosine(cols[i], cols[j]) for i, j in reg.pairs_])
+    expected = np.column_stack([pairwise_cosine(cols[i], cols[j]) for i, j in reg.pairs_])
     sims = reg.predict_similarity(X)
     np.testing.assert_allclose(sims, expected, rtol=1e-5)
     np.testing.assert_allclose(reg.predict(X), reg.head_.predict(sims))
@@ -116,8 +111,15 @@ def test_containers_give_the_same_predictions(tiny_model, pairs):
     reg = SimilarityRegressor(EmbeddingVectorizer(tiny_model, device="cpu")).fit(X, y)
     expected = reg.predict(X)
     tuples = list(X.itertuples(index=False, name=None))
-    for other in (tuples, X.to_numpy(), pl.from_pandas(X)):
+    for other in (tuples, X.to_numpy()):
         np.testing.assert_allclose(reg.predict(other), expected)
+
+
+@pytest.mark.extras
+def test_a_polars_frame_gives_the_same_predictions(tiny_model, pairs):
+    X, y = pairs
+    reg = SimilarityRegressor(EmbeddingVectorizer(tiny_model, device="cpu")).fit(X, y)
+    np.testing.assert_allclose(reg.predict(polars().from_pandas(X)), reg.predict(X))
 
 
 def test_scorers_in_grid_search_and_cross_validate(tiny_model, pairs):
@@ -249,7 +251,7 @@ def test_column_params_prompt_the_query_column_differently(model_of_kind):
     similarity = reg.fit(X, y).predict_similarity(X)
     q = EmbeddingVectorizer(model, device="cpu", prompt_name="query").fit_transform(X["query"])
     d = documents.fit_transform(X["doc"])
-    np.testing.assert_allclose(similarity, _cosine(q, d), atol=1e-6)
+    np.testing.assert_allclose(similarity, pairwise_cosine(q, d), atol=1e-6)
     same_prompt = SimilarityRegressor(documents).fit(X, y).predict_similarity(X)
     assert np.abs(same_prompt - similarity).max() > 1e-3
     # A position names a column too, and the fitted settings say what each column got.
@@ -273,3 +275,78 @@ def test_bad_column_params_are_refused_before_any_work(tiny_model, column_params
                               column_params=column_params)
     with pytest.raises(ValueError, match=message):
         reg.fit(X, [1.0, 2.0])
+
+
+# --- the regressor fits the vectorizer it holds ----------------------------------
+
+
+BAD_SETTINGS = [
+    ({"batch_size": 0}, "The 'batch_size' parameter of EmbeddingVectorizer must be"),
+    ({"precision": "int4"}, "The 'precision' parameter of EmbeddingVectorizer must be"),
+    ({"handle_missing": "drop"}, "The 'handle_missing' parameter of EmbeddingVectorizer"),
+]
+
+
+@pytest.mark.parametrize("setting, message", BAD_SETTINGS, ids=lambda v: str(v)[:30])
+def test_a_bad_vectorizer_setting_is_the_same_error_through_every_entry_point(
+        tiny_model, pairs, setting, message):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from skembed import evaluate_sts, pair_similarity
+
+    X, y = pairs
+    X, y = X.head(4), y[:4]
+    bad = EmbeddingVectorizer(tiny_model, device="cpu", **setting)
+    for call in (
+        lambda: bad.fit(X.sentence1),
+        lambda: SimilarityRegressor(bad).fit(X, y),
+        lambda: evaluate_sts(bad, X.sentence1, X.sentence2, y),
+        lambda: pair_similarity(X, bad),
+    ):
+        with pytest.raises(InvalidParameterError, match=message):
+            call()
+
+
+def test_vectorizer_is_a_fitted_clone(tiny_model, pairs):
+    from sklearn.utils.validation import check_is_fitted
+
+    X, y = pairs
+    given = EmbeddingVectorizer(tiny_model, device="cpu")
+    reg = SimilarityRegressor(given).fit(X, y)
+    check_is_fitted(reg.vectorizer_)
+    assert reg.vectorizer_ is not given and reg.vectorizer_.embedding_dim_ == TINY_DIM
+    assert not hasattr(given, "embedding_dim_")  # the parameter is left as it was
+
+
+def test_parameter_validation_can_be_skipped_as_in_scikit_learn(tiny_model, pairs, monkeypatch):
+    import sklearn
+
+    X, y = pairs
+    calls = []
+    validate = EmbeddingVectorizer._validate_params
+    monkeypatch.setattr(EmbeddingVectorizer, "_validate_params",
+                        lambda self: calls.append(self) or validate(self))
+    SimilarityRegressor(EmbeddingVectorizer(tiny_model, device="cpu")).fit(X, y)
+    assert calls  # the regressor validates the vectorizer it fits
+    calls.clear()
+    with sklearn.config_context(skip_parameter_validation=True):
+        SimilarityRegressor(EmbeddingVectorizer(tiny_model, device="cpu")).fit(X, y)
+        EmbeddingVectorizer(tiny_model, device="cpu").fit(X.sentence1)
+    assert calls == []
+
+
+def test_score_is_r2_with_sample_weight(tiny_model, pairs):
+    from sklearn.metrics import r2_score
+
+    X, y = pairs
+    reg = SimilarityRegressor(EmbeddingVectorizer(tiny_model, device="cpu")).fit(X, y)
+    weights = np.linspace(0.1, 2.0, len(y))
+    assert reg.score(X, y, sample_weight=weights) == pytest.approx(
+        r2_score(y, reg.predict(X), sample_weight=weights))
+    assert reg.score(X, y, sample_weight=weights) != pytest.approx(reg.score(X, y))
+
+
+def test_every_parameter_is_written_in_its_three_places():
+    from conftest import assert_parameters_written_in_three_places
+
+    assert assert_parameters_written_in_three_places(SimilarityRegressor)[0] == "vectorizer"

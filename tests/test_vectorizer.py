@@ -6,13 +6,13 @@ import pickle
 
 import numpy as np
 import pandas as pd
-import polars as pl
 import pytest
+from conftest import pairwise_cosine, polars
 from sklearn.base import clone
 from sklearn.utils._param_validation import InvalidParameterError
 
 import skembed
-from skembed import EmbeddingVectorizer, _engine, _models
+from skembed import EmbeddingVectorizer, _engine, _registry
 
 TEXTS = [
     "Nerea va a comprar un cuadro usando bitcoins",
@@ -36,32 +36,19 @@ def _vectorizer(model, **params):
     return EmbeddingVectorizer(model, device="cpu", **params)
 
 
-def _cosine(a, b):
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-
-
 # --- parameters -------------------------------------------------------------
 
 
-def test_the_signature_and_constraints_are_the_option_declarations():
-    import inspect
+def test_every_parameter_is_written_in_its_three_places():
+    from conftest import assert_parameters_written_in_three_places
 
-    from skembed._options import MODEL_OPTIONS, VECTORIZER_OPTIONS
+    from skembed._config import model_option_names
 
-    parameters = inspect.signature(EmbeddingVectorizer).parameters
-    assert list(parameters) == [o.name for o in VECTORIZER_OPTIONS]
-    assert {n: p.default for n, p in parameters.items()} == {
-        o.name: o.default for o in VECTORIZER_OPTIONS
-    }
-    assert list(parameters.values())[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
-    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in list(parameters.values())[1:])
-    assert set(EmbeddingVectorizer._parameter_constraints) == set(parameters)
-    # Every option is documented, model options first.
-    doc = EmbeddingVectorizer.__doc__
-    positions = [doc.index(f"\n    {o.name} : ") for o in VECTORIZER_OPTIONS]
-    assert positions == sorted(positions)
-    assert params_of(EmbeddingVectorizer()) == {o.name: o.default for o in VECTORIZER_OPTIONS}
-    assert [o.name for o in MODEL_OPTIONS][:2] == ["model", "backend"]
+    parameters = assert_parameters_written_in_three_places(EmbeddingVectorizer)
+    assert parameters[:2] == ["model", "backend"]
+    # The model options the layers below read are parameters, in the same order.
+    assert [p for p in parameters if p in model_option_names()] == list(model_option_names())
+    assert EmbeddingVectorizer()._encoder_config().model == skembed.DEFAULT_MODEL
 
 
 def params_of(estimator) -> dict:
@@ -100,11 +87,11 @@ def test_a_cuda_device_index_is_a_valid_parameter(tiny_model, monkeypatch):
     ],
 )
 def test_invalid_parameter_is_refused_before_any_load(param, value):
-    loads = _models.MODEL_LOADS
+    loads = _registry.MODEL_LOADS
     vectorizer = EmbeddingVectorizer(**{"model": "/nonexistent/model", param: value})
     with pytest.raises(InvalidParameterError, match=f"The '{param}' parameter"):
         vectorizer.fit(["a"])
-    assert _models.MODEL_LOADS == loads
+    assert _registry.MODEL_LOADS == loads
 
 
 def test_path_like_model(tiny_model):
@@ -161,7 +148,7 @@ def test_half_precisions_run_on_cpu_and_return_float32(tiny_model, precision):
     assert half.dtype == np.float32
     assert not np.array_equal(half, full)  # the model really ran in half precision
     for a, b in zip(half, full):
-        assert _cosine(a, b) > 0.999
+        assert pairwise_cosine(a, b)[0] > 0.999
 
 
 def test_semantics_with_minilm(minilm):
@@ -190,8 +177,8 @@ def test_semantics_with_minilm(minilm):
         lambda t: pd.Series(t, index=np.arange(len(t))[::-1] * 7),
         lambda t: np.array(t, dtype=object)[:, None],
         lambda t: pd.DataFrame({"text": t}),
-        lambda t: pl.DataFrame({"text": t}),
-        pl.Series,
+        pytest.param(lambda t: polars().DataFrame({"text": t}), marks=pytest.mark.extras),
+        pytest.param(lambda t: polars().Series(t), marks=pytest.mark.extras),
     ],
     ids=[
         "list", "tuple", "array", "object-array", "series", "series-reversed-index",
@@ -251,7 +238,9 @@ def test_set_output_pandas_keeps_the_index(tiny_model):
     assert (out.dtypes == np.float32).all()
 
 
+@pytest.mark.extras
 def test_set_output_polars(tiny_model):
+    pl = polars()
     frame = pl.DataFrame({"title": ["a", "b"], "body": ["c", "d"]})
     vectorizer = _vectorizer(tiny_model).set_output(transform="polars")
     out = vectorizer.fit_transform(frame)
@@ -452,7 +441,7 @@ def test_vectors_do_not_depend_on_row_order_with_minilm(minilm, stsb_sentences):
 def count_loads(monkeypatch):
     """Start from no encoder in the process and count the model loads."""
     loads = []
-    loader = _models.LoadedModel
+    loader = _registry.LoadedModel
 
     class CountingLoader(loader):
         def __init__(self, *args, **kwargs):
@@ -460,7 +449,7 @@ def count_loads(monkeypatch):
             super().__init__(*args, **kwargs)
 
     skembed.unload_models()
-    monkeypatch.setattr(_models, "LoadedModel", CountingLoader)
+    monkeypatch.setattr(_registry, "LoadedModel", CountingLoader)
     return loads
 
 

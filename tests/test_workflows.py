@@ -7,8 +7,8 @@ import pickle
 import joblib
 import numpy as np
 import pandas as pd
-import polars as pl
 import pytest
+from conftest import polars
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
@@ -145,7 +145,9 @@ def test_fitted_pipeline_round_trip(tiny_model, tmp_path, dump_load):
     np.testing.assert_array_equal(restored.predict_proba(frame), pipeline.predict_proba(frame))
 
 
+@pytest.mark.extras
 def test_polars_in_and_out(tiny_model):
+    pl = polars()
     frame = pl.from_pandas(_frame().reset_index(drop=True))
     transformer = ColumnTransformer(
         [

@@ -1,0 +1,101 @@
+"""The model options: what decides how a model is loaded and run, as one frozen value.
+
+:class:`EncoderConfig` is what the engine, the model registry, fine-tuning
+and the cache read of an :class:`~skembed.EmbeddingVectorizer`: its fields
+are the vectorizer's parameters of the same names (the vectorizer is the one
+place their defaults, constraints and documentation are written). Each field
+says, in its metadata, what it is to the layers below:
+
+``loads``
+    It is a keyword argument of the loaders (``SentenceTransformer``,
+    ``from_pretrained`` and the module loaders), so it is handed to them and
+    is part of the model registry's key: two values are two loaded copies.
+``cache_key``
+    It changes the vectors, so it is part of the cache's model key. Default:
+    True, so that a new option can never make two settings share vectors.
+    ``model``, ``revision`` and ``device`` are not: the key holds the
+    identity of the model's files (or hub commit) and the device's type.
+``per_column``
+    It may differ between the text columns a regressor compares (how texts
+    are fed to the model, never the model or its space).
+
+This module imports nothing of skembed: every layer may read it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+
+DEFAULT_MODEL = "mrm8488/distiluse-base-multilingual-cased-v2-finetuned-stsb_multi_mt-es"
+BACKENDS = ("sentence-transformers", "transformers")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("float32", "bfloat16", "float16")
+#: What the vectorizer does with a missing cell: raise, embed "", or give zeros.
+MISSING_POLICIES = ("error", "empty", "zero")
+
+
+def _option(*, loads: bool = False, cache_key: bool = True, per_column: bool = False):
+    return field(metadata={"loads": loads, "cache_key": cache_key, "per_column": per_column})
+
+
+@dataclass(frozen=True, kw_only=True)
+class EncoderConfig:
+    """Everything that decides how a model is loaded and run (the model options).
+
+    Build it from an estimator's parameters with :meth:`from_params`; every
+    field is required, so an option the estimator lacks fails loudly.
+    """
+
+    model: str = _option(cache_key=False)
+    backend: str = _option()
+    device: str = _option(cache_key=False)
+    precision: str = _option()
+    max_seq_length: int | None = _option(per_column=True)
+    prompt: str | None = _option(per_column=True)
+    prompt_name: str | None = _option(per_column=True)
+    truncate_dim: int | None = _option()
+    revision: str | None = _option(loads=True, cache_key=False)
+    trust_remote_code: bool = _option(loads=True)
+
+    @classmethod
+    def from_params(cls, params: dict) -> EncoderConfig:
+        """The config of a dict holding (at least) every model option.
+
+        >>> params = dict.fromkeys(model_option_names())
+        >>> EncoderConfig.from_params({**params, "model": "m", "batch_size": 8}).model
+        'm'
+        """
+        values = {name: params[name] for name in model_option_names()}
+        values["model"] = os.fspath(values["model"])
+        return cls(**values)
+
+
+def model_option_names() -> tuple:
+    """The names of the model options, in the order of the fields."""
+    return tuple(f.name for f in fields(EncoderConfig))
+
+
+def _names_where(flag: str) -> tuple:
+    return tuple(f.name for f in fields(EncoderConfig) if f.metadata[flag])
+
+
+def load_arguments(config: EncoderConfig) -> dict:
+    """The keyword arguments every loader of ``config``'s model takes (the ``loads`` options).
+
+    >>> config = EncoderConfig.from_params({**dict.fromkeys(model_option_names()),
+    ...                                     "model": "m", "trust_remote_code": False})
+    >>> load_arguments(config)
+    {'revision': None, 'trust_remote_code': False}
+    """
+    return {name: getattr(config, name) for name in _names_where("loads")}
+
+
+def cache_key_options(config: EncoderConfig) -> dict:
+    """The options of ``config`` that belong in the cache's model key."""
+    return {name: getattr(config, name) for name in _names_where("cache_key")}
+
+
+def per_column_options() -> tuple:
+    """The options that may differ between the columns a regressor compares."""
+    return _names_where("per_column")

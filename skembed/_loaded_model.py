@@ -1,0 +1,287 @@
+"""One loaded copy of a model's weights, and how to run it.
+
+A :class:`LoadedModel` is built from a :class:`~skembed._loading.LoadRequest`
+by one of two backends: ``"sentence-transformers"`` loads the model's own
+module stack, ``"transformers"`` loads ``AutoModel`` and runs mean pooling and
+the folder's Dense and Normalize modules itself (refusing any other module).
+It also says whether skembed's own batching can run it (a transformers
+network, then pooling, dense and normalisation modules), or why not: every
+other module stack is encoded by ``SentenceTransformer.encode``.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ._devices import torch_dtype, warn_if_bfloat16_is_slow
+from ._loading import (
+    LoadRequest,
+    accepted_arguments,
+    capped_max_length,
+    load_errors,
+    model_file,
+    module_class,
+    open_sentence_transformer,
+    position_limit,
+    read_json,
+)
+from ._prompts import saved_prompts
+
+
+def _st_classes():
+    from sentence_transformers.sentence_transformer.modules import (
+        Dense,
+        Normalize,
+        Pooling,
+        Transformer,
+    )
+
+    return Transformer, Pooling, Dense, Normalize
+
+
+class LoadedModel:
+    """The weights of one model on one device in one precision, and how to run them.
+
+    Attributes
+    ----------
+    prompts, default_prompt_name, truncate_dim : the model's own settings
+        As its ``config_sentence_transformers.json`` gives them.
+    tokenizer : transformers tokenizer or None
+        The tokenizer of the first module, when it is a transformers network.
+    own_max_length : int or None
+        Tokens the model reads by default; None when it reads whole texts.
+    position_limit : int or None
+        Positions of the network: no ``max_seq_length`` goes past it.
+    dimension : int
+        Dimension of the vectors before any ``truncate_dim``.
+    include_prompt : bool
+        Whether pooling reads the prompt's tokens (INSTRUCTOR-like models do not).
+    fast_path_problem : str or None
+        Why skembed's own batching cannot run this model (its vectors then
+        come from ``SentenceTransformer.encode``); None when it can.
+    """
+
+    def __init__(self, request: LoadRequest):
+        self.name = request.model
+        self.device = request.device
+        self.dtype = torch_dtype(request.precision)
+        self.lock = threading.RLock()  # held while a call changes a setting of st
+        self.st = None
+        self.network = None
+        self.tail: list = []
+        self.lowercase = False  # the transformers backend's do_lower_case
+        self._rust = None  # a private copy of the fast tokenizer, see rust_token_ids
+        self._rust_lock = threading.Lock()
+        if request.backend == "sentence-transformers":
+            self._load_sentence_transformers(request)
+        else:
+            with load_errors(request):
+                self._load_transformers(request)
+        if self.tokenizer is not None:
+            self._rust = _own_rust_tokenizer(self.tokenizer, lowercase=self.lowercase)
+        # Always cast: transformers 5 loads a checkpoint in its stored dtype.
+        for module in [self.st, self.network, *self.tail]:
+            if module is not None:
+                module.to(device=self.device, dtype=self.dtype).eval()
+        if request.precision == "bfloat16":
+            warn_if_bfloat16_is_slow("precision='bfloat16'", "precision='float32'", self.device)
+
+    # -- the sentence-transformers backend ----------------------------------------
+    def _load_sentence_transformers(self, request: LoadRequest) -> None:
+        Transformer, Pooling, _, _ = _st_classes()
+        st = open_sentence_transformer(request)
+        self.st = st
+        self.prompts = dict(st.prompts or {})
+        self.default_prompt_name = st.default_prompt_name
+        # skembed passes the truncation to every call: the shared model keeps none.
+        self.truncate_dim, st.truncate_dim = st.truncate_dim, None
+        first = st[0]
+        if isinstance(first, Transformer):
+            self.tokenizer = first.tokenizer
+            self.own_max_length = st.max_seq_length
+            self.position_limit = position_limit(first.auto_model.config)
+        else:
+            self.tokenizer = None
+            self.own_max_length = None
+            self.position_limit = None
+        self.include_prompt = all(m.include_prompt for m in st if isinstance(m, Pooling))
+        self.fast_path_problem = _sentence_transformers_problem(st)
+        self.dimension = st.get_embedding_dimension()
+        if self.dimension is None:  # a module that does not say: ask the model
+            self.dimension = int(st.encode([""], convert_to_numpy=True).shape[1])
+
+    # -- the transformers backend -------------------------------------------------
+    def _load_transformers(self, request: LoadRequest) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        Transformer, Pooling, Dense, Normalize = _st_classes()
+        entries = read_json(model_file(request, "modules.json"))
+        entries = entries or [{"type": "sentence_transformers.models.Transformer", "path": ""}]
+        classes = [(module_class(e.get("type", "")), e.get("path", ""), e) for e in entries]
+        first_class, subfolder, _ = classes[0]
+        if not (first_class and issubclass(first_class, Transformer)):
+            raise ValueError(self.refusal(f"its first module is {entries[0].get('type')!r}"))
+        kwargs = {**request.kwargs, **({"subfolder": subfolder} if subfolder else {})}
+        st_config = read_json(model_file(
+            request, f"{subfolder}/sentence_bert_config.json" if subfolder
+            else "sentence_bert_config.json")) or {}
+        modalities = st_config.get("modality_config", {"text": None})
+        if set(modalities) != {"text"} or st_config.get("processing_kwargs"):
+            raise ValueError(self.refusal("its transformers module reads more than plain text"))
+        self.tokenizer = AutoTokenizer.from_pretrained(request.model, **kwargs)
+        self.network = AutoModel.from_pretrained(request.model, **kwargs)
+        self.position_limit = position_limit(self.network.config)
+        limits = [st_config.get("max_seq_length") or self.tokenizer.model_max_length,
+                  self.position_limit]
+        self.own_max_length = min(v for v in limits if isinstance(v, int) and v > 0)
+        self.lowercase = bool(st_config.get("do_lower_case", False))
+        settings = read_json(model_file(request, "config_sentence_transformers.json")) or {}
+        self.prompts = saved_prompts(settings.get("prompts"))
+        self.default_prompt_name = settings.get("default_prompt_name")
+        self.truncate_dim = settings.get("truncate_dim")
+        self.dimension = int(self.network.config.hidden_size)
+        self.include_prompt = True
+        pooled = False
+        for cls, path, entry in classes[1:]:
+            if cls is not None and issubclass(cls, Pooling) and not pooled:
+                pooling = Pooling.load(request.model, subfolder=path,
+                                       **accepted_arguments(Pooling.load, request.kwargs))
+                if pooling.pooling_mode not in ("mean", ["mean"], ("mean",)):
+                    raise ValueError(self.refusal(f"its pooling is {pooling.pooling_mode!r}"))
+                self.include_prompt = pooling.include_prompt
+                pooled = True
+            elif cls is not None and pooled and issubclass(cls, Dense):
+                dense = Dense.load(request.model, subfolder=path,
+                                   **accepted_arguments(Dense.load, request.kwargs))
+                self.tail.append(dense)
+                self.dimension = dense.get_embedding_dimension()
+            elif cls is not None and pooled and issubclass(cls, Normalize):
+                self.tail.append(Normalize())
+            else:
+                raise ValueError(self.refusal(f"it has a {entry.get('type')!r} module"))
+        self.fast_path_problem = None
+
+    def refusal(self, problem: str) -> str:
+        """The error message of the transformers backend refusing this model for ``problem``."""
+        return (
+            f"backend='transformers' runs a transformers network, mean pooling, Dense and "
+            f"Normalize modules; model {self.name!r} cannot be run so: {problem}. Use "
+            "backend='sentence-transformers'."
+        )
+
+    # -- running it ---------------------------------------------------------------
+    def max_length(self, max_seq_length: int | None) -> int | None:
+        """Tokens read per text with the setting ``max_seq_length`` (None: the model's own)."""
+        if max_seq_length is not None and self.tokenizer is None:
+            raise ValueError(
+                f"max_seq_length={max_seq_length} does not apply to model {self.name!r}: its "
+                f"first module ({type(self.st[0]).__name__}) reads whole texts."
+            )
+        return capped_max_length(max_seq_length, self.own_max_length, self.position_limit)
+
+    @property
+    def has_rust_tokenizer(self) -> bool:
+        """Whether the tokenizer is a fast one, whose Rust backend skembed calls directly."""
+        return self._rust is not None
+
+    def rust_token_ids(self, texts: list, max_length: int | None) -> list:
+        """Token ids of ``texts`` from the Rust tokenizer, truncated to ``max_length`` (None: not).
+
+        One private copy serves every ``max_length``: it is set for each call,
+        under a lock (setting it costs microseconds; a copy of a large
+        vocabulary, a fifth of a second).
+        """
+        rust = self._rust
+        encode = getattr(rust, "encode_batch_fast", None) or rust.encode_batch  # fast: no offsets
+        with self._rust_lock:
+            if max_length is None:
+                rust.no_truncation()
+            else:
+                rust.enable_truncation(
+                    max_length, stride=0, strategy="longest_first",
+                    direction=getattr(self.tokenizer, "truncation_side", "right"),
+                )
+            return [encoding.ids for encoding in encode(texts)]
+
+    def forward(self, input_ids, attention_mask):
+        """Sentence embeddings of one right-padded batch (the fast path).
+
+        ``attention_mask`` may be None when no row is padded.
+        """
+        if self.st is not None:
+            features = {"input_ids": input_ids}
+            if attention_mask is not None:
+                features["attention_mask"] = attention_mask
+            return self.st(features)["sentence_embedding"]
+        hidden = self.network(input_ids=input_ids, attention_mask=attention_mask)[0]
+        if attention_mask is None:
+            pooled = hidden.mean(dim=1)
+        else:
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        features = {"sentence_embedding": pooled}
+        for module in self.tail:
+            features = module(features)
+        return features["sentence_embedding"]
+
+    def encode_with_sentence_transformers(self, texts: list, *, prompt: str, batch_size: int,
+                                          truncate_dim: int | None, max_length: int | None):
+        """``SentenceTransformer.encode`` of ``texts`` as float32, with these settings."""
+        import numpy as np
+
+        st = self.st
+        with self.lock:
+            saved = st.max_seq_length
+            if self.tokenizer is not None and max_length != saved:
+                st.max_seq_length = max_length
+            try:
+                vectors = st.encode(
+                    texts, prompt=prompt, batch_size=batch_size, truncate_dim=truncate_dim,
+                    convert_to_numpy=True, normalize_embeddings=False, show_progress_bar=False,
+                )
+            finally:
+                if self.tokenizer is not None and max_length != saved:
+                    st.max_seq_length = saved
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+
+
+def _sentence_transformers_problem(st) -> str | None:
+    """Why skembed's batching cannot run ``st``: None for transformers + pooling/dense/normalize."""
+    Transformer, Pooling, Dense, Normalize = _st_classes()
+    first, rest = st[0], list(st)[1:]
+    if not isinstance(first, Transformer):
+        return f"its first module is {type(first).__name__}, not a transformers network"
+    if set(getattr(first, "modality_config", {"text": None})) != {"text"}:
+        return "its transformers module reads more than plain text"
+    if getattr(first, "transformer_task", "feature-extraction") != "feature-extraction":
+        return f"its transformers module is a {first.transformer_task!r} model"
+    if getattr(first, "query_expansion", None) or getattr(first, "processing_kwargs", None):
+        return "its transformers module has its own tokenizer settings"
+    tokenizer = first.tokenizer
+    if tokenizer is None or getattr(tokenizer, "padding_side", "right") != "right":
+        return "its tokenizer pads on the left"
+    others = [type(m).__name__ for m in rest if not isinstance(m, Pooling | Dense | Normalize)]
+    if others:
+        return f"it has {', '.join(others)} module(s)"
+    return None
+
+
+def _own_rust_tokenizer(tokenizer, *, lowercase: bool = False):
+    """A private copy of a fast tokenizer's Rust backend, never padding; None if slow.
+
+    A copy, because transformers reconfigures the shared backend on every
+    call. ``lowercase`` puts a lowercasing step first, as sentence-transformers
+    does for ``do_lower_case``.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None) if tokenizer.is_fast else None
+    if backend is None:
+        return None
+    from tokenizers import Tokenizer
+    from tokenizers.normalizers import Lowercase, Sequence
+
+    rust = Tokenizer.from_str(backend.to_str())
+    rust.no_padding()
+    if lowercase:
+        steps = [] if rust.normalizer is None else [rust.normalizer]
+        rust.normalizer = Sequence([Lowercase(), *steps])
+    return rust

@@ -62,6 +62,9 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 
 from skembed import EmbeddingCache, EmbeddingVectorizer, _cache  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _paths import random_distiluse_dir  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SKEMBED_SHARED", ROOT.parent / "shared"))
 DATA = SHARED / "data" / "stsb_multi_mt_es" / "train.csv"
@@ -207,7 +210,7 @@ def main(argv=None) -> int:
     parser.add_argument("--models", default="minilm,distiluse", help="comma-separated")
     parser.add_argument("--no-cache-for", default="minilm", help="models, 'all' or 'none'")
     parser.add_argument("--texts", type=int, default=2000)
-    parser.add_argument("--distiluse", default="/tmp/distiluse-random")
+    parser.add_argument("--distiluse", default=str(random_distiluse_dir()))
     parser.add_argument("--quick", action="store_true", help="100 texts, minilm only")
     args = parser.parse_args(argv)
     models = args.models.split(",")

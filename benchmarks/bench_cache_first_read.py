@@ -39,7 +39,7 @@ texts = json.load(open({texts!r}))
 start = time.perf_counter()
 X = EmbeddingVectorizer({model!r}, device="cpu", cache={path!r}).fit_transform(texts)
 seconds = time.perf_counter() - start
-assert _models.MODEL_LOADS == 0 and X.shape == (len(texts), {dim})
+assert _registry.MODEL_LOADS == 0 and X.shape == (len(texts), {dim})
 print(json.dumps({{"seconds": seconds}}))
 """
 

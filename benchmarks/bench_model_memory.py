@@ -11,7 +11,7 @@ model's weights.
 Usage::
 
     python benchmarks/bench_model_memory.py                 # all-MiniLM-L6-v2
-    python benchmarks/bench_model_memory.py --model /tmp/distiluse-random
+    python benchmarks/bench_model_memory.py --model ~/.cache/skembed-benchmarks/distiluse-random
 """
 
 from __future__ import annotations

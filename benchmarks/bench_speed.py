@@ -19,12 +19,12 @@ One command measures, in the same run and side by side:
 
 Run (CPU; ``--device cuda`` on a GPU)::
 
-    python benchmarks/bench_speed.py --plot /tmp/speed.png --json /tmp/speed.json
+    python benchmarks/bench_speed.py --plot speed.png --json benchmarks/results/speed.json
     python benchmarks/bench_speed.py --quick          # smoke run, a minute or two
 
 The model is the full-size random-weight copy of the default model, built
 once by ``../shared/tools/build_random_distiluse.py`` into ``--model``
-(default ``/tmp/distiluse-random``) when it is missing. Effective FLOPs count
+(default: ``distiluse-random`` in the benchmarks' cache folder, see ``_paths.py``) when it is missing. Effective FLOPs count
 real (unpadded) tokens only: 8·L·d² + 4·L·d·ff + 4·L²·d per layer for a text
 of L tokens. A busy machine slows every configuration: compare the ratios
 measured in one run, and read ``uptime`` printed with them.
@@ -46,11 +46,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _paths import random_distiluse_dir, tiny_model_dir  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SKEMBED_SHARED", ROOT.parent / "shared"))
 DATA = SHARED / "data" / "stsb_multi_mt_es"
 BUILDER = SHARED / "tools" / "build_random_distiluse.py"
-DEFAULT_MODEL_DIR = Path("/tmp/distiluse-random")
+DEFAULT_MODEL_DIR = random_distiluse_dir()
 LONG_MIN_TOKENS = 256
 
 
@@ -188,10 +191,10 @@ def run_speed_worker(spec: dict) -> dict:
             return model.encode(batch, batch_size=spec["batch_size"], convert_to_numpy=True)
 
     else:
-        from skembed import _engine
-        from skembed._options import EncoderConfig
+        from skembed import EmbeddingVectorizer, _engine
 
-        config = EncoderConfig(model=spec["model"], device=device, precision=spec["precision"])
+        config = EmbeddingVectorizer(spec["model"], device=device,
+                                     precision=spec["precision"])._encoder_config()
 
         def encode(batch):
             return _engine.encode(config, batch, batch_size=spec["batch_size"],
@@ -218,14 +221,13 @@ def run_memory_worker(spec: dict) -> dict:
     import numpy as np
 
     from skembed import EmbeddingVectorizer
-    from skembed._models import load_model
-    from skembed._options import encoder_config
+    from skembed._registry import load_model
 
     vectorizer = EmbeddingVectorizer(
         spec["model"], device=spec["device"], batch_size=spec["batch_size"],
         show_progress_bar=False, warn_on_truncation=False,
     )
-    loaded = load_model(encoder_config(vectorizer.get_params()))
+    loaded = load_model(vectorizer._encoder_config())
     network = loaded.st if loaded.st is not None else loaded.network
     model_mb = sum(t.numel() * t.element_size() for t in network.state_dict().values()) / 2**20
     base_mb = current_rss_mb()  # interpreter, libraries and model
@@ -281,8 +283,7 @@ def accuracy(device: str, precisions: list, n_pairs: int | None, batch_size: int
     import pandas as pd
     from scipy.stats import spearmanr
 
-    from skembed import _engine
-    from skembed._options import EncoderConfig
+    from skembed import EmbeddingVectorizer, _engine
 
     minilm = minilm or minilm_path()
     frame = pd.read_csv(DATA / "test.csv")
@@ -304,7 +305,8 @@ def accuracy(device: str, precisions: list, n_pairs: int | None, batch_size: int
     outside = np.load(reference) if reference else None
     reference = None
     for precision in ["float32", *precisions]:
-        config = EncoderConfig(model=minilm, device=device, precision=precision)
+        config = EmbeddingVectorizer(minilm, device=device,
+                                     precision=precision)._encoder_config()
         vectors = _engine.encode(config, texts, batch_size=batch_size)
         if reference is None:
             reference = vectors
@@ -398,8 +400,8 @@ def ensure_model(path: Path) -> Path:
 
 
 def tiny_model() -> str:
-    """The test suite's tiny model (conftest.build_tiny_model), built once under /tmp."""
-    out = Path("/tmp/skembed-bench-tiny")
+    """The test suite's tiny model (conftest.build_tiny_model), built once (see _paths)."""
+    out = tiny_model_dir()
     if not (out / "modules.json").is_file():
         sys.path.insert(0, str(ROOT))
         from conftest import build_tiny_model
@@ -479,7 +481,8 @@ def main(argv=None) -> int:
     import torch
     from transformers import AutoTokenizer
 
-    from skembed._models import _cpu_has_fast_bfloat16, resolve_device
+    from skembed._devices import cpu_has_fast_bfloat16 as _cpu_has_fast_bfloat16
+    from skembed._devices import resolve_device
 
     device = resolve_device(args.device)
     if args.short_copies is None:

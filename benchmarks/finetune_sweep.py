@@ -60,7 +60,6 @@ ROUNDS = {
             {"seed": 1},
             {"dropout": 0.0},
             {"freeze_embeddings": True},
-            {"in_batch_negatives": 1.0},
             {"dropout": 0.0, "freeze_embeddings": True, "epochs": 2.5, "warmup_steps": 45},
             {"batch_size": 64, "warmup_steps": 18},
             {"batch_size": 128, "warmup_steps": 9},
@@ -135,9 +134,8 @@ def main(argv=None) -> int:
 
     import pandas as pd
 
-    from skembed import evaluate_sts
+    from skembed import EmbeddingVectorizer, evaluate_sts
     from skembed._finetune import FineTuneConfig, train_encoder
-    from skembed._options import EncoderConfig
 
     if args.model is None:
         args.model = minilm_path()
@@ -156,12 +154,16 @@ def main(argv=None) -> int:
         overrides = dict(overrides)
         seed = overrides.pop("seed", 0)
         recipe = {**base, **overrides}
+        # max_seq_length is the vectorizer's: texts are cut alike in training and in use.
+        training = {k: v for k, v in recipe.items() if k != "max_seq_length"}
         with tempfile.TemporaryDirectory() as folder:
             start = time.perf_counter()
-            start_from = EncoderConfig(model=str(args.model), device=args.device)
+            start_from = EmbeddingVectorizer(str(args.model), device=args.device,
+                                             max_seq_length=recipe.get("max_seq_length"))
+            start_from = start_from._encoder_config()
             history = train_encoder(
                 (start_from, start_from), train.sentence1, train.sentence2,
-                train.similarity_score, folder, recipe=FineTuneConfig.from_params(recipe),
+                train.similarity_score, folder, recipe=FineTuneConfig.from_params(training),
                 score_range=(0.0, 5.0), seed=seed,
             )
             seconds = time.perf_counter() - start

@@ -13,7 +13,7 @@ figures rather than guesses:
 
 Run (``--copies``: the distinct STSb test sentences, that many times over)::
 
-    python benchmarks/gpu_profile.py --model /tmp/distiluse-random --device cuda --json out.json
+    python benchmarks/gpu_profile.py --model ~/.cache/skembed-benchmarks/distiluse-random --device cuda --json out.json
 
 Every figure is the median of ``--repeats`` timed runs after a warm-up.
 """
@@ -75,8 +75,7 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from skembed import _engine, unload_models
-    from skembed._options import EncoderConfig
+    from skembed import EmbeddingVectorizer, _engine, unload_models
 
     def encode(config, batch_size):
         return _engine.encode(config, texts, batch_size=batch_size, warn_on_truncation=False)
@@ -112,8 +111,8 @@ def main(argv=None) -> int:
             Path(args.json).write_text(json.dumps(results, indent=1))
 
     if args.encode_only:
-        config = EncoderConfig(model=args.model, device=args.device, precision=precisions[0],
-                               backend=backends[0])
+        config = EmbeddingVectorizer(args.model, device=args.device, precision=precisions[0],
+                               backend=backends[0])._encoder_config()
         for batch_size in batch_sizes:
             seconds = timed(lambda: encode(config, batch_size), args.repeats, sync)
             report("encode", {"batch_size": batch_size, "set": ",".join(args.set),
@@ -123,8 +122,8 @@ def main(argv=None) -> int:
         return 0
 
     # Tokenisation alone.
-    plan = _engine._plan(EncoderConfig(model=args.model, device=args.device,
-                                       precision=precisions[0]))
+    plan = _engine._plan(EmbeddingVectorizer(args.model, device=args.device,
+                                       precision=precisions[0])._encoder_config())
     seconds = timed(lambda: _engine.tokenize(plan, texts), args.repeats, lambda: None)
     results["tokenize"]["rust"] = n / seconds
     tokenizer = plan.model.tokenizer
@@ -146,8 +145,8 @@ def main(argv=None) -> int:
         for precision in precisions:
             if backend != backends[0] and precision != precisions[0]:
                 continue
-            config = EncoderConfig(model=args.model, device=args.device, precision=precision,
-                                   backend=backend)
+            config = EmbeddingVectorizer(args.model, device=args.device, precision=precision,
+                                   backend=backend)._encoder_config()
             model = _engine._plan(config).model
             pad_id = model.tokenizer.pad_token_id or 0
             first = backend == backends[0] and precision == precisions[0]

@@ -22,7 +22,13 @@ extensions = [
 ]
 
 autosummary_generate = True
-autodoc_default_options = {"members": True, "inherited-members": False}
+autodoc_default_options = {
+    "members": True,
+    "inherited-members": False,
+    # scikit-learn's metadata-routing methods, documented by scikit-learn itself.
+    "exclude-members": "set_fit_request,set_score_request,set_predict_request,"
+                       "set_transform_request",
+}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 

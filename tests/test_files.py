@@ -2,13 +2,15 @@
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pytest
 
 from skembed._files import read_table, write_output
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet", ".jsonl"])
+@pytest.mark.parametrize(
+    "suffix",
+    [".csv", ".tsv", pytest.param(".parquet", marks=pytest.mark.extras), ".jsonl"],
+)
 def test_tables_round_trip_with_their_texts_unchanged(tmp_path, suffix):
     frame = pd.DataFrame({"id": ["007", "010"], "text": ["NA", "Él dijo: «sí, null»\tya"]})
     path = tmp_path / f"t{suffix}"
@@ -30,7 +32,9 @@ def test_an_unknown_extension_is_named(tmp_path):
         read_table(tmp_path / "t.xlsx")
 
 
+@pytest.mark.extras
 def test_a_failed_write_leaves_neither_output_nor_partial_file(tmp_path):
+    pa = pytest.importorskip("pyarrow", reason="parquet needs the optional pyarrow")
     # pyarrow cannot store a column mixing numbers and strings.
     frame = pd.DataFrame({"mixed": [1, "a"]})
     with pytest.raises((pa.ArrowTypeError, pa.ArrowInvalid)):

@@ -67,6 +67,26 @@ MODEL_KINDS = {
     "static": "a StaticEmbedding first module (model2vec-like), no transformers network",
 }
 
+#: The kinds the fast tier compares with the reference (each kind costs a model load
+#: per backend); the whole suite compares them all.
+FAST_KINDS = ("plain", "prompted", "normalized", "static")
+
+
+def kind_cases(settings, skip=()):
+    """``(kind, backend, setting)`` params over every model kind, both backends and
+    ``settings``, leaving out the ``(kind, setting)`` pairs in ``skip``; the kinds outside
+    :data:`FAST_KINDS` are marked slow."""
+    import pytest
+
+    return [
+        pytest.param(kind, backend, setting, id=f"{kind}-{backend}-{setting}",
+                     marks=() if kind in FAST_KINDS else pytest.mark.slow)
+        for kind in MODEL_KINDS
+        for backend in ("sentence-transformers", "transformers")
+        for setting in settings
+        if (kind, setting) not in skip
+    ]
+
 
 @functools.lru_cache(maxsize=None)
 def _skeleton_tokenizer():

@@ -12,6 +12,7 @@ from ._evaluation import (
 )
 from ._finetune import FineTuneConfig
 from ._input import MissingTextError
+from ._label_tuning import LabelFineTuneConfig
 from ._config import DEFAULT_MODEL
 from ._loading import ModelLoadError
 from ._registry import unload_models
@@ -26,6 +27,7 @@ __all__ = [
     "EmbeddingCache",
     "EmbeddingVectorizer",
     "FineTuneConfig",
+    "LabelFineTuneConfig",
     "MissingTextError",
     "ModelLoadError",
     "STSResult",

@@ -38,6 +38,11 @@ RUN_PARAMETER_SCOPES = {
     "show_progress_bar": None,
     "warn_on_truncation": "every",
     "cache": "files",
+    # Fine-tuning on labels is fit(X, y) in Python; the command line fine-tunes on pairs.
+    "fine_tune": None,
+    "fine_tune_params": None,
+    "fine_tune_dir": None,
+    "random_state": None,
 }
 
 
@@ -384,7 +389,9 @@ def _fine_tune(args) -> int:
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise ValueError(f"{args.out!r} is a folder that is not empty; pass --overwrite "
                          "to save the model into it anyway")
-    recipe = FineTuneConfig.from_params(_json_object(args.params, "--params"))
+    named = args.params in FineTuneConfig.NAMED
+    recipe = FineTuneConfig.from_params(args.params if named
+                                        else _json_object(args.params, "--params"))
     if args.plot:
         from ._plotting import check_plot_path
 
@@ -419,7 +426,8 @@ def _add_fine_tune(subparsers) -> None:
         description="Fine-tune a sentence-transformers model on scored sentence pairs "
         "and save it to a folder that EmbeddingVectorizer(model=DIR) and "
         "SentenceTransformer(DIR) load: the model SimilarityRegressor(fine_tune=True) "
-        "trains. The recipe is FineTuneConfig's (the default model card's by default); "
+        "trains. The recipe is FineTuneConfig's (the best measured by default; --params "
+        "card for the default model card's); "
         "--params overrides any of it.",
     )
     _add_pair_arguments(parser, "--train", "the training pairs")
@@ -427,8 +435,10 @@ def _add_fine_tune(subparsers) -> None:
     parser.add_argument("--dev", metavar="FILE",
                         help="pairs to evaluate the fine-tuned model on (same columns)")
     parser.add_argument("--params", metavar="JSON",
-                        help='FineTuneConfig fields as a JSON object or a JSON file, e.g. '
-                        '\'{"loss": "cosent", "epochs": 2}\'')
+                        help="the recipe: a name ('card': the default model card's), or "
+                        "FineTuneConfig fields overriding the defaults (the best recipe "
+                        "measured) as a JSON object or a JSON file, e.g. "
+                        '\'{"soup": 1, "epochs": 1}\'')
     parser.add_argument("--plot", metavar="FILE",
                         help="also draw the training loss against the steps to FILE (PNG)")
     parser.add_argument("--seed", type=int, default=0,

@@ -33,6 +33,9 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("float32", "bfloat16", "float16")
 #: What the vectorizer does with a missing cell: raise, embed "", or give zeros.
 MISSING_POLICIES = ("error", "empty", "zero")
+#: What the vectorizer does with a text longer than the model reads: embed its first
+#: window, or all of its windows pooled into one vector.
+LONG_TEXT_POLICIES = ("truncate", "chunk")
 
 
 def _option(*, loads: bool = False, cache_key: bool = True, per_column: bool = False):
@@ -55,6 +58,9 @@ class EncoderConfig:
     prompt: str | None = _option(per_column=True)
     prompt_name: str | None = _option(per_column=True)
     truncate_dim: int | None = _option()
+    long_texts: str = _option()
+    window_overlap: int = _option()
+    max_windows: int | None = _option()
     revision: str | None = _option(loads=True, cache_key=False)
     trust_remote_code: bool = _option(loads=True)
 

@@ -29,6 +29,7 @@ from ._loaded_model import LoadedModel
 from ._prompts import resolve_prompt
 from ._registry import load_model
 from ._warnings import caller_stacklevel
+from ._windows import WindowPlan, cut
 
 
 class TruncationWarning(UserWarning):
@@ -44,6 +45,7 @@ class _Plan:
     max_length: int | None
     truncate_dim: int | None
     engine: str
+    windows: WindowPlan | None = None  # long_texts="chunk": how texts are cut
 
     @property
     def dimension(self) -> int:
@@ -63,7 +65,35 @@ def _plan(config: EncoderConfig) -> _Plan:
             raise ValueError(model.refusal("its pooling leaves the prompt's tokens out"))
         engine = "sentence-transformers"  # it needs the prompt's length, as encode measures it
     truncate_dim = config.truncate_dim if config.truncate_dim is not None else model.truncate_dim
-    return _Plan(model, prompt, model.max_length(config.max_seq_length), truncate_dim, engine)
+    max_length = model.max_length(config.max_seq_length)
+    windows = None
+    if config.long_texts == "chunk":
+        windows = _window_plan(model, engine, prompt, max_length, config)
+    return _Plan(model, prompt, max_length, truncate_dim, engine, windows)
+
+
+def _window_plan(model: LoadedModel, engine: str, prompt: str, max_length: int,
+                 config: EncoderConfig) -> WindowPlan:
+    """How ``long_texts="chunk"`` cuts texts for ``model``, or a ValueError saying why it cannot."""
+    if model.tokenizer is None:
+        raise ValueError(
+            f"long_texts='chunk' does not apply to model {model.name!r}: its first module "
+            f"({type(model.st[0]).__name__}) reads whole texts, so it has no window to cut "
+            "them into. Use long_texts='truncate' (the model already reads every token)."
+        )
+    around = model.special_tokens_around()
+    if engine != "skembed" or around is None:
+        why = (model.fast_path_problem or "its pooling leaves the prompt's tokens out"
+               if engine != "skembed" else "its tokenizer's special tokens depend on the text")
+        raise ValueError(
+            f"long_texts='chunk' embeds windows of tokens with skembed's own batching, which "
+            f"cannot run model {model.name!r}: {why}. Use long_texts='truncate'."
+        )
+    prompt_ids = tuple(model.raw_token_ids([prompt], special_tokens=False)[0]) if prompt else ()
+    plan = WindowPlan(*around, prompt_ids, max_length, config.window_overlap,
+                      config.max_windows)
+    plan.check(model.name)
+    return plan
 
 
 def dimension(config: EncoderConfig) -> int:
@@ -183,21 +213,19 @@ def tokenize(plan: _Plan, texts: list) -> _Tokens:
     each chunk's ids are packed into int32 arrays at once, so memory stays
     near 4 bytes a token whatever the number of texts.
     """
-    lengths, flats = [], []
-    for start, stop in _chunks(texts):
-        ids = token_ids(plan, texts[start:stop])
-        chunk_lengths = np.fromiter(map(len, ids), dtype=np.int32, count=len(ids))
-        lengths.append(chunk_lengths)
-        flats.append(
-            np.fromiter(
-                itertools.chain.from_iterable(ids), dtype=np.int32, count=int(chunk_lengths.sum())
-            )
-        )
-        del ids
+    parts = [_packed(token_ids(plan, texts[start:stop])) for start, stop in _chunks(texts)]
     return _Tokens(
-        np.concatenate(flats) if flats else np.empty(0, np.int32),
-        np.concatenate(lengths) if lengths else np.empty(0, np.int32),
+        np.concatenate([p.flat for p in parts]) if parts else np.empty(0, np.int32),
+        np.concatenate([p.lengths for p in parts]) if parts else np.empty(0, np.int32),
     )
+
+
+def _packed(ids: list) -> _Tokens:
+    """Lists of token ids as one compact :class:`_Tokens`."""
+    lengths = np.fromiter(map(len, ids), dtype=np.int32, count=len(ids))
+    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32,
+                       count=int(lengths.sum()))
+    return _Tokens(flat, lengths)
 
 
 def _pin(tensor):
@@ -251,28 +279,44 @@ class _Chunk:
     """One chunk of the sorted texts, tokenised and cut into padded batches."""
 
     start: int
-    batches: list  # (positions in the sorted texts, input_ids, attention_mask or None)
+    batches: list  # (rows, input_ids, attention_mask or None)
     full_rows: np.ndarray  # positions of the texts that filled max_length (maybe cut)
+    #: With long_texts="chunk", the rows are windows: each row's text (position in the
+    #: chunk), weight and whether it is a whole text; None when each row is a text.
+    windows: object = None
 
 
 def _prepare_chunk(plan: _Plan, ordered: list, span: tuple, batch_size: int,
                    transfers: _Transfers) -> _Chunk:
     """Tokenise ``ordered[start:stop]`` and pad it into batches of similar token length.
 
-    The mask is None when no row of a batch is padded (the model then needs none).
+    With ``long_texts="chunk"`` a text longer than the model reads becomes
+    several rows, its windows, which are batched with the rest by length. The
+    mask is None when no row of a batch is padded (the model then needs none).
     """
     start, stop = span
-    tokens = tokenize(plan, ordered[start:stop])
+    windows = None
+    if plan.windows is None:
+        tokens = tokenize(plan, ordered[start:stop])
+        first = start
+    else:
+        windows = cut(token_ids(plan, ordered[start:stop], truncate=False), plan.windows)
+        tokens = _packed(windows.ids)
+        windows.ids = None  # packed: the lists go
+        first = 0
     pad_id = plan.model.tokenizer.pad_token_id or 0
     by_length = np.argsort(tokens.lengths, kind="stable")
     batches = []
-    for first in range(0, len(by_length), batch_size):
-        rows = by_length[first : first + batch_size]
+    for begin in range(0, len(by_length), batch_size):
+        rows = by_length[begin : begin + batch_size]
         input_ids, mask = tokens.padded(rows, pad_id)
         mask = None if mask.all() else transfers.host(mask)
-        batches.append((start + rows, transfers.host(input_ids), mask))
-    full = np.flatnonzero(tokens.lengths == plan.max_length) if plan.max_length else []
-    return _Chunk(start, batches, start + np.asarray(full, dtype=np.intp))
+        batches.append((first + rows, transfers.host(input_ids), mask))
+    if windows is not None:
+        full = windows.capped
+    else:
+        full = np.flatnonzero(tokens.lengths == plan.max_length) if plan.max_length else []
+    return _Chunk(start, batches, start + np.asarray(full, dtype=np.intp), windows)
 
 
 def _prefetched(function, items, depth: int):
@@ -331,26 +375,68 @@ def _encode_in_batches(plan: _Plan, ordered: list, order: np.ndarray, out: np.nd
                 event.synchronize()
             out[rows] = host.numpy()
 
+    def keep(vectors, positions):
+        """Queue the finished vectors of the texts at ``positions`` of the sorted texts."""
+        if plan.truncate_dim is not None:
+            vectors = vectors[:, : plan.truncate_dim]
+        pending.append(vectors)
+        pending_rows.append(order[positions])
+        progress.update(len(positions))
+        if sum(map(len, pending_rows)) >= OUTPUT_CHUNK:
+            send_back()
+            finish_copies(keep=1)  # one copy stays in flight while the next batches run
+
     with torch.inference_mode():
         for chunk in chunks:
             full_rows.extend(chunk.full_rows.tolist())
-            for positions, input_ids, attention_mask in chunk.batches:
-                vectors = model.forward(
-                    transfers.upload(input_ids),
-                    None if attention_mask is None else transfers.upload(attention_mask),
-                )
-                if plan.truncate_dim is not None:
-                    vectors = vectors[:, : plan.truncate_dim]
-                pending.append(vectors)
-                pending_rows.append(order[positions])
-                progress.update(len(positions))
-                if sum(map(len, pending_rows)) >= OUTPUT_CHUNK:
-                    send_back()
-                    finish_copies(keep=1)  # one copy stays in flight while the next batches run
+            if chunk.windows is None:  # each row is a text
+                for positions, input_ids, attention_mask in chunk.batches:
+                    keep(model.forward(
+                        transfers.upload(input_ids),
+                        None if attention_mask is None else transfers.upload(attention_mask),
+                    ), positions)
+            else:
+                _encode_windows(model, chunk, transfers, keep)
         if pending:
             send_back()
         finish_copies(keep=0)
     return full_rows
+
+
+def _encode_windows(model: LoadedModel, chunk: _Chunk, transfers: _Transfers, keep) -> None:
+    """Embed a chunk whose rows are windows: whole texts go out as they come, the windows of a
+    longer text are summed by their weights on the device, and its mean is finished last."""
+    import torch
+
+    windows = chunk.windows
+    long = np.unique(windows.owner[~windows.whole])  # the chunk's texts that are cut
+    sums = torch.zeros((len(long), model.dimension), dtype=torch.float32, device=model.device)
+    totals = np.zeros(len(long))
+    for rows, input_ids, attention_mask in chunk.batches:
+        body = model.forward(
+            transfers.upload(input_ids),
+            None if attention_mask is None else transfers.upload(attention_mask),
+            finish=False,
+        )
+        whole = windows.whole[rows]
+        if whole.all():
+            keep(model.finish(body), chunk.start + windows.owner[rows])
+            continue
+        if whole.any():
+            selected = torch.from_numpy(np.flatnonzero(whole)).to(model.device)
+            keep(model.finish(body.index_select(0, selected)),
+                 chunk.start + windows.owner[rows[whole]])
+        parts = rows[~whole]
+        slots = np.searchsorted(long, windows.owner[parts])
+        weights = windows.weight[parts]
+        np.add.at(totals, slots, weights)
+        selected = torch.from_numpy(np.flatnonzero(~whole)).to(model.device)
+        scaled = body.index_select(0, selected).float() * torch.from_numpy(
+            weights.astype(np.float32)).to(model.device)[:, None]
+        sums.index_add_(0, torch.from_numpy(slots).to(model.device), scaled)
+    if len(long):
+        means = sums / torch.from_numpy(totals.astype(np.float32)).to(model.device)[:, None]
+        keep(model.finish(means), chunk.start + long)
 
 
 # -- SentenceTransformer.encode ---------------------------------------------------------
@@ -379,19 +465,38 @@ def _warn_about_truncation(plan: _Plan, candidates: list, n_texts: int,
     memory stays bounded); only their lengths are kept. ``asked`` is the
     ``max_seq_length`` the user set, which the model's positions may cap.
     """
+    windows = plan.windows
     n_cut, longest = 0, 0
     for start, stop in _chunks(candidates, extra_chars=len(plan.prompt)):
         for ids in token_ids(plan, candidates[start:stop], truncate=False):
-            if len(ids) > plan.max_length:
+            cut_off = (len(ids) > plan.max_length if windows is None
+                       else windows.max_windows is not None
+                       and windows.n_windows(len(ids)) > windows.max_windows)
+            if cut_off:
                 n_cut, longest = n_cut + 1, max(longest, len(ids))
     if not n_cut:
+        return
+    prompt = ", its prompt included" if plan.prompt else ""
+    if windows is not None:
+        size = windows.text_tokens()
+        kept = windows.max_windows * (size - windows.overlap) + windows.overlap
+        warnings.warn(
+            f"{n_cut} of {n_texts} texts need more than max_windows={windows.max_windows} "
+            f"windows of {plan.max_length} tokens (the longest has {longest} tokens{prompt}): "
+            f"only their first {windows.max_windows} windows (their first {kept} text tokens) "
+            "were embedded. To read more, raise max_windows or set it to None; "
+            "warn_on_truncation=False silences this.",
+            TruncationWarning,
+            stacklevel=caller_stacklevel(),
+        )
         return
     limit = plan.model.position_limit
     more = (f"raise max_seq_length (up to {limit}, the model's positions)"
             if limit and limit > plan.max_length else "shorten the texts")
     if asked is not None and asked > plan.max_length:
         more += f" (max_seq_length={asked} is past them: the model has no position beyond)"
-    prompt = ", its prompt included" if plan.prompt else ""
+    if plan.engine == "skembed":
+        more += ", or set long_texts='chunk' to embed each text whole, window by window"
     warnings.warn(
         f"{n_cut} of {n_texts} texts are longer than the {plan.max_length} tokens that "
         f"model {plan.model.name!r} reads (the longest has {longest} tokens{prompt}): only "

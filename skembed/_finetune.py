@@ -1,168 +1,105 @@
 """Fine-tune a sentence-transformers model on scored sentence pairs.
 
-:class:`FineTuneConfig` holds the recipe (by default the one of the default
-model's card), validated with scikit-learn's parameter constraints; and
-:func:`train_encoder` runs it with sentence-transformers' own
-``SentenceTransformerTrainer``, then saves the model to a folder that both
+:class:`FineTuneConfig` holds the recipe: by default the best one measured on
+STSb Spanish dev in this project, the default model card's by the name
+``"card"``. :func:`train_encoder` runs it through :func:`~skembed._training.run_training`
+(sentence-transformers' own trainer), then saves the model to a folder that both
 ``SentenceTransformer(folder)`` and ``EmbeddingVectorizer(model=folder)`` load.
-Training is quiet unless a progress bar is asked for.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
-from dataclasses import asdict, dataclass, fields
-from numbers import Integral, Real
+from dataclasses import dataclass
+from numbers import Real
 from typing import ClassVar
 
 import numpy as np
 
-from ._devices import warn_if_bfloat16_is_slow
-from ._loading import (
-    capped_max_length,
-    check_model_location,
-    load_request,
-    open_sentence_transformer,
-    position_limit,
-    quiet_transformers,
-)
-from ._prompts import resolve_prompt
-from ._registry import unload_models
-from ._sklearn import Interval, InvalidParameterError, StrOptions, validate_parameter_constraints
+from ._loading import check_model_location
+from ._sklearn import Interval, StrOptions
+from ._training import TrainingRecipe, TrainingRun, run_training, settings_doc
 
 LOSSES = ("mnrl", "cosent", "angle", "cosine")
-ATTENTION = ("auto", "model", "eager", "sdpa")
 
 
 @dataclass(frozen=True)
-class FineTuneConfig:
-    """How to fine-tune; the defaults are the default model card's recipe.
+class FineTuneConfig(TrainingRecipe):
+    """How to fine-tune an encoder on scored pairs; the defaults are the best recipe measured.
+
+    The defaults are the recipe chosen on STSb Spanish dev (docs: "Fine-tuning
+    the encoder"): CoSENT at scale 5, 2 epochs of length-grouped batches of
+    32, learning rate 1e-4 with 10% warm-up, no dropout, frozen token
+    embeddings, bfloat16 where it is native, a soup of 3.
+    ``FineTuneConfig.from_params("card")`` is the default model card's recipe,
+    exactly (MultipleNegativesRankingLoss, 3 epochs of 16, learning rate 2e-5,
+    271 warm-up steps, float32, the model's own dropout and attention).
 
     Parameters
     ----------
-    loss : {"mnrl", "cosent", "angle", "cosine"}, default="mnrl"
+{common}    loss : {{"mnrl", "cosent", "angle", "cosine"}}, default="cosent"
         ``"mnrl"``: MultipleNegativesRankingLoss (cosine similarity, ``scale``)
         on the pairs whose normalised score is at least ``positive_threshold``,
         the other texts of the batch being the negatives; batches hold no
         duplicate text. ``"cosent"``: CoSENTLoss (``scale``), ``"angle"``:
         AnglELoss (``scale``) and ``"cosine"``: CosineSimilarityLoss, all on
         every pair with its score normalised to [0, 1].
-    epochs : float, default=3
+    epochs : float, default=2
         Passes over the pairs; a fraction stops part-way through the last one.
-    batch_size : int, default=16
-    learning_rate : float, default=2e-5
-        Peak learning rate of AdamW.
-    weight_decay : float, default=0.01
-    warmup_steps : int, default=271
-        Linear warm-up, then linear decay to zero.
-    max_grad_norm : float, default=1.0
-    scale : float, default=20.0
-        Inverse temperature of the ``"mnrl"`` and ``"cosent"`` losses.
+    scale : float, default=5.0
+        Inverse temperature of the ``"mnrl"``, ``"cosent"`` and ``"angle"`` losses.
     positive_threshold : float, default=0.5
         Smallest normalised score of a pair used as a positive by ``"mnrl"``.
-    bf16 : bool, default=False
-        Train under bfloat16 autocast (fast on CPUs with AMX or AVX512-BF16
-        and on recent GPUs; emulated and slow on other CPUs, with a warning);
-        the saved weights stay float32.
-    group_by_length : bool, default=False
+    group_by_length : bool or "auto", default="auto"
         Batch pairs of similar length together (batches still come in random
         order), as transformers' ``group_by_length`` does: much less padding,
         so an epoch costs about half as much on short, uneven sentences.
-        Not with ``"mnrl"``, whose batches must hold no duplicate text.
-    dropout : float or None, default=None
-        Dropout probability of every dropout layer while training; None keeps
-        the model's own (0.1 for BERT-like models). 0 trains without dropout,
-        which also saves the time of drawing the masks.
-    freeze_embeddings : bool, default=False
-        Keep the token embedding matrix as it is: no gradient and no optimiser
-        work for it (half the weights of a small model like all-MiniLM-L6-v2).
-    attn_implementation : {"auto", "model", "eager", "sdpa"}, default="auto"
-        Attention kernel while training. ``"auto"``: ``"eager"`` on a CPU,
-        where PyTorch's fused attention trains slowly (its backward pass took
-        over half of a bfloat16 training step), the model's own elsewhere.
-        ``"model"`` keeps the model's own. The saved model keeps its own.
-    soup : int, default=1
-        Fine-tune this many models from the same start, with seeds ``seed``,
-        ``seed + 1``, ..., and keep the average of their weights (a uniform
-        "model soup"): usually better than any one of them, at ``soup`` times
-        the training time and no extra cost to use.
+        Not with ``"mnrl"``, whose batches must hold no duplicate text;
+        ``"auto"`` is True for every other loss.
     """
 
-    loss: str = "mnrl"
-    epochs: float = 3
-    batch_size: int = 16
-    learning_rate: float = 2e-5
-    weight_decay: float = 0.01
-    warmup_steps: int = 271
-    max_grad_norm: float = 1.0
-    scale: float = 20.0
+    soup: int = 3
+    loss: str = "cosent"
+    epochs: float = 2
+    scale: float = 5.0
     positive_threshold: float = 0.5
-    bf16: bool = False
-    group_by_length: bool = False
-    dropout: float | None = None
-    freeze_embeddings: bool = False
-    attn_implementation: str = "auto"
-    soup: int = 1
+    group_by_length: bool | str = "auto"
 
-    #: Each field's constraints, in scikit-learn's vocabulary (as an estimator's parameters).
+    #: Recipes by name: ``fine_tune_params="card"``.
+    NAMED: ClassVar[dict] = {
+        "default": {},
+        "card": {"loss": "mnrl", "epochs": 3, "batch_size": 16, "learning_rate": 2e-5,
+                 "weight_decay": 0.01, "warmup_steps": 271, "max_grad_norm": 1.0,
+                 "scale": 20.0, "positive_threshold": 0.5, "bf16": False,
+                 "group_by_length": False, "dropout": None, "freeze_embeddings": False,
+                 "attn_implementation": "model", "soup": 1},
+    }
     _parameter_constraints: ClassVar[dict] = {
+        **TrainingRecipe._parameter_constraints,
         "loss": [StrOptions(set(LOSSES))],
         "epochs": [Interval(Real, 0, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "warmup_steps": [Interval(Integral, 0, None, closed="left")],
-        "max_grad_norm": [Interval(Real, 0, None, closed="neither")],
         "scale": [Interval(Real, 0, None, closed="neither")],
         "positive_threshold": [Interval(Real, 0, 1, closed="both")],
-        "bf16": ["boolean"],
-        "group_by_length": ["boolean"],
-        "dropout": [Interval(Real, 0, 1, closed="left"), None],
-        "freeze_embeddings": ["boolean"],
-        "attn_implementation": [StrOptions(set(ATTENTION))],
-        "soup": [Interval(Integral, 1, None, closed="left")],
+        "group_by_length": ["boolean", StrOptions({"auto"})],
     }
 
     def __post_init__(self):
-        values = self.to_dict()
-        validate_parameter_constraints(self._parameter_constraints, values,
-                                       caller_name=type(self).__name__)
-        for name, constraints in self._parameter_constraints.items():
-            # A bool is an int to Python, never a number of steps or a rate here.
-            if isinstance(values[name], bool) and "boolean" not in constraints:
-                raise InvalidParameterError(
-                    f"The {name!r} parameter of {type(self).__name__} must be a number, "
-                    f"got {values[name]!r}."
-                )
+        super().__post_init__()
         if self.batch_size < 2 and self.loss == "mnrl":
             raise ValueError("loss='mnrl' needs batch_size >= 2: the batch holds the negatives.")
-        if self.group_by_length and self.loss == "mnrl":
+        if self.group_by_length is True and self.loss == "mnrl":
             raise ValueError(
                 "group_by_length=True cannot be used with loss='mnrl', whose batches "
                 "must hold no duplicate text."
             )
 
-    @classmethod
-    def from_params(cls, params) -> FineTuneConfig:
-        """Build a config from a dict of overrides (naming any unknown key), or take one as is.
+    def texts_read(self, n_pairs: int) -> int:
+        """Texts this recipe feeds the model for ``n_pairs`` pairs (what
+        ``show_progress_bar="auto"`` counts)."""
+        return int(np.ceil(n_pairs * self.epochs)) * 2 * self.soup
 
-        >>> FineTuneConfig.from_params({"loss": "cosent"}).loss
-        'cosent'
-        """
-        if isinstance(params, cls):
-            return params
-        params = dict(params or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ValueError(
-                f"Unknown fine-tuning parameter(s) {unknown}; valid ones are {sorted(known)}."
-            )
-        return cls(**params)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+FineTuneConfig.__doc__ = FineTuneConfig.__doc__.format(common=settings_doc(FineTuneConfig))
 
 
 def rescale_scores(scores, low: float, high: float) -> np.ndarray:
@@ -203,51 +140,28 @@ def _training_dataset(sentences1, sentences2, unit_scores, config: FineTuneConfi
     )
 
 
-def _make_loss(model, config: FineTuneConfig):
+def _make_loss(config: FineTuneConfig):
     from sentence_transformers.sentence_transformer import losses
 
-    if config.loss == "mnrl":
-        return losses.MultipleNegativesRankingLoss(model, scale=config.scale)
-    if config.loss == "cosent":
-        return losses.CoSENTLoss(model, scale=config.scale)
-    if config.loss == "angle":
-        return losses.AnglELoss(model, scale=config.scale)
-    return losses.CosineSimilarityLoss(model)
+    def make(model):
+        if config.loss == "mnrl":
+            return losses.MultipleNegativesRankingLoss(model, scale=config.scale)
+        if config.loss == "cosent":
+            return losses.CoSENTLoss(model, scale=config.scale)
+        if config.loss == "angle":
+            return losses.AnglELoss(model, scale=config.scale)
+        return losses.CosineSimilarityLoss(model)
+
+    return make
 
 
-def _training_arguments(config: FineTuneConfig, output_dir: str, seed: int, device: str,
-                        show_progress_bar: bool, n_examples: int, prompts: dict):
-    from sentence_transformers import SentenceTransformerTrainingArguments
+def _batch_sampler(config: FineTuneConfig):
     from sentence_transformers.base.sampler import BatchSamplers
 
-    steps_per_epoch = max(1, -(-n_examples // config.batch_size))
-    return SentenceTransformerTrainingArguments(
-        output_dir=output_dir,
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        weight_decay=config.weight_decay,
-        warmup_steps=config.warmup_steps,
-        lr_scheduler_type="linear",
-        max_grad_norm=config.max_grad_norm,
-        bf16=config.bf16,
-        seed=seed,
-        data_seed=seed,
-        batch_sampler=(
-            BatchSamplers.NO_DUPLICATES if config.loss == "mnrl"
-            else _length_grouped_sampler_class() if config.group_by_length
-            else BatchSamplers.BATCH_SAMPLER
-        ),
-        use_cpu=device == "cpu",
-        save_strategy="no",
-        eval_strategy="no",
-        report_to="none",
-        logging_strategy="steps",
-        logging_steps=max(1, min(50, steps_per_epoch // 4)),
-        disable_tqdm=not show_progress_bar,
-        dataloader_num_workers=0,
-        prompts=prompts or None,
-    )
+    if config.loss == "mnrl":
+        return BatchSamplers.NO_DUPLICATES
+    return _length_grouped_sampler_class() if config.group_by_length else (  # "auto" too
+        BatchSamplers.BATCH_SAMPLER)
 
 
 #: Pairs sorted by length together, as a multiple of the batch size.
@@ -310,142 +224,6 @@ def _length_grouped_sampler_class():
     return LengthGroupedBatchSampler
 
 
-def _transformers_networks(st_model, option: str) -> list:
-    """The transformers models inside ``st_model``; an error naming ``option`` if none."""
-    from transformers import PreTrainedModel
-
-    networks = [m for m in st_model.modules() if isinstance(m, PreTrainedModel)]
-    if not networks:
-        raise ValueError(
-            f"{option} needs a transformers model inside the sentence-transformers "
-            "model; this one has none."
-        )
-    return networks
-
-
-def training_attention(config: FineTuneConfig, device: str) -> str | None:
-    """The attention kernel to train with on ``device``; None keeps the model's own.
-
-    >>> training_attention(FineTuneConfig(), "cpu")
-    'eager'
-    >>> training_attention(FineTuneConfig(), "cuda") is None
-    True
-    """
-    choice = config.attn_implementation
-    if choice == "auto":
-        return "eager" if device == "cpu" else None
-    return None if choice == "model" else choice
-
-
-def _prepare_for_training(st_model, config: FineTuneConfig, device: str) -> None:
-    """Apply the recipe's dropout, embedding freeze and attention to ``st_model``, in place."""
-    import torch
-
-    if config.dropout is not None:
-        for module in st_model.modules():
-            if isinstance(module, torch.nn.Dropout):
-                module.p = config.dropout
-    if config.freeze_embeddings:
-        for network in _transformers_networks(st_model, "freeze_embeddings=True"):
-            network.get_input_embeddings().weight.requires_grad_(False)
-    attention = training_attention(config, device)
-    if attention is None:
-        return
-    explicit = config.attn_implementation != "auto"
-    option = f"attn_implementation={attention!r}"
-    if explicit:
-        networks = _transformers_networks(st_model, option)
-    else:  # "auto" is best effort: it leaves other models as they are
-        from transformers import PreTrainedModel
-
-        networks = [m for m in st_model.modules() if isinstance(m, PreTrainedModel)]
-    for network in networks:
-        if hasattr(network, "set_attn_implementation"):
-            network.set_attn_implementation(attention)
-        elif explicit:
-            raise ValueError(
-                f"{option} needs a transformers version whose models have "
-                "set_attn_implementation; upgrade transformers or use 'model'."
-            )
-
-
-def _load_for_training(configs: tuple, device: str):
-    """The model of ``configs`` as the trainer takes it: float32 weights on ``device``,
-    reading the vectorizer's ``max_seq_length`` (one for every column)."""
-    lengths = {config.max_seq_length for config in configs}
-    if len(lengths) > 1:
-        raise ValueError(
-            f"Fine-tuning trains every column with one max_seq_length, but the columns ask "
-            f"for {sorted(lengths, key=str)}; give them one value (column_params)."
-        )
-    st_model = open_sentence_transformer(load_request(configs[0], device=device))
-    (asked,) = lengths
-    if asked is not None:
-        st_model.max_seq_length = capped_max_length(
-            asked, st_model.max_seq_length, position_limit(st_model[0].auto_model.config))
-    # Train float32 weights (bf16=True autocasts), whatever dtype the checkpoint has.
-    return st_model.float()
-
-
-def _train_one(configs: tuple, dataset, config: FineTuneConfig, seed: int, device: str,
-               show_progress_bar: bool):
-    """One fine-tuning run from the checkpoint; the trained model and its losses."""
-    from sentence_transformers import SentenceTransformerTrainer
-    from transformers import PrinterCallback, set_seed
-
-    set_seed(seed)
-    st_model = _load_for_training(configs, device)
-    _prepare_for_training(st_model, config, device)
-    # Each column is trained with the prompt it is encoded with (the model's default too).
-    prompts = {
-        column: prompt
-        for column, column_config in zip(dataset.column_names, configs)
-        if (prompt := resolve_prompt(column_config.prompt, column_config.prompt_name,
-                                     st_model.prompts, st_model.default_prompt_name))
-    }
-    with tempfile.TemporaryDirectory(prefix="skembed-trainer-") as scratch:
-        trainer = SentenceTransformerTrainer(
-            model=st_model,
-            args=_training_arguments(
-                config, scratch, seed, device, show_progress_bar, len(dataset), prompts
-            ),
-            train_dataset=dataset,
-            loss=_make_loss(st_model, config),
-        )
-        if not show_progress_bar:  # it prints every log when there is no bar
-            trainer.remove_callback(PrinterCallback)
-        trainer.train()
-        history = [(log["step"], log["epoch"], log["loss"])
-                   for log in trainer.state.log_history if "loss" in log]
-    return st_model, history
-
-
-def _add_weights(total: dict | None, state: dict) -> dict:
-    """``total`` plus a model's ``state`` (float tensors summed in float32, others kept)."""
-    if total is None:
-        return {name: t.detach().float().clone() if t.is_floating_point() else t.clone()
-                for name, t in state.items()}
-    for name, t in state.items():
-        if t.is_floating_point():
-            total[name] += t.detach().float()
-    return total
-
-
-def trainer_seed(random_state) -> int:
-    """The training seed drawn from a NumPy ``RandomState``.
-
-    ``SimilarityRegressor(random_state=n)`` and ``skembed fine-tune --seed n``
-    both draw it from ``RandomState(n)``, so they train the same model.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> trainer_seed(np.random.RandomState(0)) == trainer_seed(np.random.RandomState(0))
-    True
-    """
-    return int(random_state.randint(np.iinfo(np.int32).max))
-
-
 def train_encoder(
     configs: tuple,
     sentences1,
@@ -464,7 +242,8 @@ def train_encoder(
     ----------
     configs : (EncoderConfig, EncoderConfig)
         How each column's texts are encoded: the same model, loaded as the
-        first says; each column is trained with the prompt it is encoded with.
+        first says, its texts cut to their ``max_seq_length``; each column is
+        trained with the prompt it is encoded with.
     sentences1, sentences2 : sequence of str
         The pairs, of equal length.
     scores : sequence of float
@@ -479,7 +258,7 @@ def train_encoder(
         Seeds weights' dropout, shuffling and batching: equal seeds give equal
         models. A soup's members use ``seed``, ``seed + 1``, ...
     show_progress_bar : bool
-        Show the trainer's progress bar and log lines; quiet otherwise.
+        Show one progress bar on stderr; quiet otherwise.
 
     Returns
     -------
@@ -498,33 +277,12 @@ def train_encoder(
         )
     scores = np.asarray(scores, dtype=np.float64)
     low, high = score_range if score_range is not None else (scores.min(), scores.max())
-    unit_scores = rescale_scores(scores, low, high)
-    device = load_request(configs[0]).device
-    if recipe.bf16:
-        warn_if_bfloat16_is_slow("bf16=True", "bf16=False", device)
-    dataset = _training_dataset(sentences1, sentences2, unit_scores, recipe)
-    histories, weight_sum = [], None
-    for member_seed in range(seed, seed + recipe.soup):
-        st_model, history = _train_one(
-            configs, dataset, recipe, member_seed, device, show_progress_bar
-        )
-        histories.append(history)
-        if recipe.soup > 1:
-            weight_sum = _add_weights(weight_sum, st_model.state_dict())
-    if recipe.soup > 1:
-        st_model.load_state_dict(
-            {name: total / recipe.soup if total.is_floating_point() else total
-             for name, total in weight_sum.items()}
-        )
-    # Members log at the same steps: the soup's loss is their mean.
-    logs = np.asarray(histories, dtype=np.float64).reshape(len(histories), -1, 3)
-    history = {
-        "step": logs[0, :, 0].astype(np.int64),
-        "epoch": logs[0, :, 1],
-        "loss": logs[:, :, 2].mean(axis=0),
-    }
-    os.makedirs(output_dir, exist_ok=True)
-    with quiet_transformers():
-        st_model.save(os.fspath(output_dir))
-    unload_models(output_dir)  # this process may hold the folder's previous weights
-    return history
+    run = TrainingRun(
+        dataset=_training_dataset(sentences1, sentences2, rescale_scores(scores, low, high),
+                                  recipe),
+        make_loss=_make_loss(recipe),
+        batch_sampler=_batch_sampler(recipe),
+        epochs=recipe.epochs,
+    )
+    return run_training(configs, run, recipe, output_dir, seed=seed,
+                        show_progress_bar=show_progress_bar)

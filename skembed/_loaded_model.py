@@ -68,7 +68,8 @@ class LoadedModel:
         self.lock = threading.RLock()  # held while a call changes a setting of st
         self.st = None
         self.network = None
-        self.tail: list = []
+        self.tail: list = []  # the transformers backend's modules after pooling
+        self.final: list = []  # the Normalize modules that end the stack (see finish)
         self.lowercase = False  # the transformers backend's do_lower_case
         self._rust = None  # a private copy of the fast tokenizer, see rust_token_ids
         self._rust_lock = threading.Lock()
@@ -80,7 +81,7 @@ class LoadedModel:
         if self.tokenizer is not None:
             self._rust = _own_rust_tokenizer(self.tokenizer, lowercase=self.lowercase)
         # Always cast: transformers 5 loads a checkpoint in its stored dtype.
-        for module in [self.st, self.network, *self.tail]:
+        for module in [self.st, self.network, *self.tail, *self.final]:
             if module is not None:
                 module.to(device=self.device, dtype=self.dtype).eval()
         if request.precision == "bfloat16":
@@ -106,6 +107,7 @@ class LoadedModel:
             self.position_limit = None
         self.include_prompt = all(m.include_prompt for m in st if isinstance(m, Pooling))
         self.fast_path_problem = _sentence_transformers_problem(st)
+        self._body, self.final = _split_final_normalize(list(st))
         self.dimension = st.get_embedding_dimension()
         if self.dimension is None:  # a module that does not say: ask the model
             self.dimension = int(st.encode([""], convert_to_numpy=True).shape[1])
@@ -159,6 +161,7 @@ class LoadedModel:
                 self.tail.append(Normalize())
             else:
                 raise ValueError(self.refusal(f"it has a {entry.get('type')!r} module"))
+        self.tail, self.final = _split_final_normalize(self.tail)
         self.fast_path_problem = None
 
     def refusal(self, problem: str) -> str:
@@ -203,26 +206,64 @@ class LoadedModel:
                 )
             return [encoding.ids for encoding in encode(texts)]
 
-    def forward(self, input_ids, attention_mask):
+    def raw_token_ids(self, texts: list, *, special_tokens: bool) -> list:
+        """Token ids of whole ``texts`` (no truncation), with or without special tokens."""
+        if self._rust is not None:
+            with self._rust_lock:
+                self._rust.no_truncation()
+                encode = getattr(self._rust, "encode_batch_fast", None) or self._rust.encode_batch
+                return [e.ids for e in encode(texts, add_special_tokens=special_tokens)]
+        return self.tokenizer(texts, add_special_tokens=special_tokens, truncation=False,
+                              return_attention_mask=False)["input_ids"]
+
+    def special_tokens_around(self) -> tuple | None:
+        """``(prefix, suffix)``: the special tokens the tokenizer puts around any text.
+
+        None when they depend on the text (no window could be built like a text).
+        """
+        found = set()
+        for probe in ("a", "Hola, ¿qué tal? 123 tokens"):
+            whole, bare = self.raw_token_ids([probe], special_tokens=True)[0], \
+                self.raw_token_ids([probe], special_tokens=False)[0]
+            starts = [i for i in range(len(whole) - len(bare) + 1)
+                      if whole[i:i + len(bare)] == bare]
+            if len(starts) != 1:
+                return None
+            found.add((tuple(whole[:starts[0]]), tuple(whole[starts[0] + len(bare):])))
+        return found.pop() if len(found) == 1 else None
+
+    def forward(self, input_ids, attention_mask, *, finish: bool = True):
         """Sentence embeddings of one right-padded batch (the fast path).
 
-        ``attention_mask`` may be None when no row is padded.
+        ``attention_mask`` may be None when no row is padded. With
+        ``finish=False`` the stack stops before its final Normalize modules:
+        :meth:`finish` applies them (what ``long_texts="chunk"`` does after
+        pooling a text's windows); both together are the whole stack, op for op.
         """
+        features = {"input_ids": input_ids}
+        if attention_mask is not None:
+            features["attention_mask"] = attention_mask
         if self.st is not None:
-            features = {"input_ids": input_ids}
-            if attention_mask is not None:
-                features["attention_mask"] = attention_mask
-            return self.st(features)["sentence_embedding"]
-        hidden = self.network(input_ids=input_ids, attention_mask=attention_mask)[0]
-        if attention_mask is None:
-            pooled = hidden.mean(dim=1)
+            for module in self._body:  # the modules SentenceTransformer.forward runs, in turn
+                features = module(features)
         else:
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        features = {"sentence_embedding": pooled}
-        for module in self.tail:
-            features = module(features)
-        return features["sentence_embedding"]
+            hidden = self.network(input_ids=input_ids, attention_mask=attention_mask)[0]
+            if attention_mask is None:
+                pooled = hidden.mean(dim=1)
+            else:
+                mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            features = {"sentence_embedding": pooled}
+            for module in self.tail:
+                features = module(features)
+        vectors = features["sentence_embedding"]
+        return self.finish(vectors) if finish else vectors
+
+    def finish(self, vectors):
+        """The stack's final Normalize modules applied to ``vectors`` (as the stack applies them)."""
+        for module in self.final:
+            vectors = module({"sentence_embedding": vectors})["sentence_embedding"]
+        return vectors
 
     def encode_with_sentence_transformers(self, texts: list, *, prompt: str, batch_size: int,
                                           truncate_dim: int | None, max_length: int | None):
@@ -243,6 +284,15 @@ class LoadedModel:
                 if self.tokenizer is not None and max_length != saved:
                     st.max_seq_length = saved
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+
+
+def _split_final_normalize(modules: list) -> tuple:
+    """``(body, final)``: ``modules`` without the Normalize modules that end them, and those."""
+    _, _, _, Normalize = _st_classes()
+    end = len(modules)
+    while end and isinstance(modules[end - 1], Normalize):
+        end -= 1
+    return modules[:end], modules[end:]
 
 
 def _sentence_transformers_problem(st) -> str | None:

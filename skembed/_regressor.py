@@ -15,14 +15,15 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from ._config import per_column_options
-from ._finetune import FineTuneConfig, train_encoder, trainer_seed
+from ._finetune import FineTuneConfig, train_encoder
+from ._training import trainer_seed
 from ._heads import MonotoneInterpolation
 from ._input import validate_text_columns
 from ._registry import save_model
 from ._scratch import check_folder_exists, folder_for_fit
 from ._similarity import column_similarities, fitted_vectorizer
 from ._sklearn import Interval, StrOptions, _check_y, _fit_context
-from ._vectorizer import AUTO_PROGRESS_MIN_TEXTS, EmbeddingVectorizer
+from ._vectorizer import EmbeddingVectorizer, wants_progress_bar
 
 HEADS = ("auto", "monotone", "isotonic", "ridge")
 
@@ -39,8 +40,9 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
     of a table. Each distinct text is embedded once per call.
 
     Optionally, :meth:`fit` first fine-tunes the encoder on the training pairs
-    with sentence-transformers' trainer (the default model card's recipe by
-    default), then fits the head on the fine-tuned similarities.
+    with sentence-transformers' trainer (by default the best recipe measured on
+    STSb Spanish dev; ``fine_tune_params="card"`` is the model card's), then fits
+    the head on the fine-tuned similarities.
 
     Parameters
     ----------
@@ -70,11 +72,14 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         before fitting the head; each column is trained with the prompt it is
         encoded with. The fine-tuned model is saved to a folder (see
         ``fine_tune_dir``) and :attr:`vectorizer_` points to it. The
-        vectorizer's ``show_progress_bar`` shows the trainer's bar and log
-        lines (``"auto"``: from 2,048 pairs on); training is silent otherwise.
-    fine_tune_params : dict, FineTuneConfig or None, default=None
-        The fine-tuning recipe (see :class:`FineTuneConfig` for every field),
-        or a dict of overrides of it. The scores given to the losses are
+        vectorizer's ``show_progress_bar`` shows one progress bar, the loss in
+        its postfix, on stderr (``"auto"``: when training feeds the model
+        2,048 texts or more, as for encoding); training is silent otherwise.
+    fine_tune_params : dict, str, FineTuneConfig or None, default=None
+        The fine-tuning recipe (see :class:`FineTuneConfig` for every field):
+        None for the best recipe measured (the defaults), a dict of overrides
+        of it, a recipe's name (``"card"``: the default model card's), or a
+        :class:`FineTuneConfig`. The scores given to the losses are
         ``y`` scaled from its [min, max] in fit to [0, 1]. The texts are cut
         to the vectorizer's own ``max_seq_length`` while training, as they
         are when encoded.
@@ -150,7 +155,7 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         "alpha": [Interval(Real, 0, None, closed="left")],
         "column_params": [dict, None],
         "fine_tune": ["boolean"],
-        "fine_tune_params": [dict, FineTuneConfig, None],
+        "fine_tune_params": [dict, str, FineTuneConfig, None],
         "fine_tune_dir": [str, os.PathLike, None],
         "random_state": ["random_state"],
     }
@@ -250,6 +255,12 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         self : SimilarityRegressor
         """
         y = _check_y(y, y_numeric=True, estimator=self).astype(np.float64, copy=False)
+        if self._base_vectorizer().fine_tune:
+            raise ValueError(
+                "The vectorizer of a SimilarityRegressor cannot fine-tune on class labels "
+                "(its fine_tune=True); fine-tune on the pairs with "
+                "SimilarityRegressor(fine_tune=True) instead."
+            )
         columns = self._validate_columns(X, reset=True)
         check_consistent_length(columns.columns[0], y)
         self.column_params_ = self._resolve_column_params(columns)
@@ -293,9 +304,8 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
                 f"columns, got {columns.n_columns}."
             )
         recipe = FineTuneConfig.from_params(self.fine_tune_params)
-        show = self.vectorizer_.show_progress_bar
-        if show == "auto":  # the trainer's bar on long work, as for encoding
-            show = columns.n_rows >= AUTO_PROGRESS_MIN_TEXTS
+        show = wants_progress_bar(self.vectorizer_.show_progress_bar,
+                                  recipe.texts_read(columns.n_rows))
         folder, discard = folder_for_fit(self, self.fine_tune_dir)
         try:
             self.fine_tune_history_ = train_encoder(

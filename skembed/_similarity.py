@@ -26,12 +26,16 @@ def fitted_vectorizer(vectorizer, texts, **params) -> EmbeddingVectorizer:
     """A clone of ``vectorizer`` with ``params`` set, fitted on the text column ``texts``.
 
     Fitting validates every parameter (a clear ``InvalidParameterError``),
-    opens the cache and loads the model; it embeds nothing.
+    opens the cache and loads the model; it embeds nothing. A vectorizer
+    fitted with ``fine_tune=True`` is used with the encoder it fine-tuned.
     """
     if not isinstance(vectorizer, EmbeddingVectorizer):
         raise TypeError(
             f"vectorizer must be an EmbeddingVectorizer, got {type(vectorizer).__name__}."
         )
+    tuned = getattr(vectorizer, "fine_tuned_model_", None)
+    if tuned is not None:
+        params = {"model": tuned, "fine_tune": False, **params}
     return clone(vectorizer).set_params(**params).fit(texts)
 
 

@@ -12,28 +12,54 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import replace
 from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import normalize as normalize_rows
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from . import _engine
 from ._cache import EmbeddingCache, resolve_cache
-from ._config import BACKENDS, DEFAULT_MODEL, DEVICES, MISSING_POLICIES, PRECISIONS, EncoderConfig
+from ._config import (
+    BACKENDS,
+    DEFAULT_MODEL,
+    DEVICES,
+    LONG_TEXT_POLICIES,
+    MISSING_POLICIES,
+    PRECISIONS,
+    EncoderConfig,
+)
+from ._windows import WINDOW_OVERLAP
 from ._devices import device_type
 from ._input import unique_texts, validate_text_columns
+from ._label_tuning import LabelFineTuneConfig, train_on_labels
+from ._scratch import check_folder_exists, folder_for_fit
 from ._sklearn import (
     Interval,
     MatchesPattern,
     StrOptions,
     _check_feature_names_in,
+    _check_y,
     _fit_context,
 )
+from ._training import trainer_seed
 
-#: Encode with a progress bar from this many texts on, when ``show_progress_bar="auto"``.
+#: Show a progress bar from this many texts on, when ``show_progress_bar="auto"``: texts to
+#: encode, or texts a fine-tuning feeds the model.
 AUTO_PROGRESS_MIN_TEXTS = 2048
+
+
+def wants_progress_bar(setting, n_texts: int) -> bool:
+    """Whether ``show_progress_bar=setting`` shows a bar for work on ``n_texts`` texts.
+
+    >>> wants_progress_bar("auto", 100), wants_progress_bar("auto", 5000), wants_progress_bar(True, 1)
+    (False, True, True)
+    """
+    return n_texts >= AUTO_PROGRESS_MIN_TEXTS if setting == "auto" else bool(setting)
 
 
 class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
@@ -78,6 +104,23 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
     truncate_dim : int or None, default=None
         Keep the first ``truncate_dim`` dimensions of each vector (Matryoshka
         models), before any normalisation; None keeps the model's own setting.
+    long_texts : {"truncate", "chunk"}, default="truncate"
+        What becomes of a text longer than the model reads at once.
+        ``"truncate"`` embeds its first ``max_seq_length`` tokens only, as
+        ``SentenceTransformer.encode`` does. ``"chunk"`` embeds it whole: its
+        tokens are cut into windows of ``max_seq_length`` tokens (each with
+        the model's special tokens and the prompt) that overlap by
+        ``window_overlap`` tokens, each window is embedded as a text of those
+        tokens would be, and the windows' vectors are averaged, weighted by
+        their tokens, before the model's final normalisation. A text that
+        fits one window gets the same vector either way. Only for models that
+        skembed's own batching runs (see :attr:`engine_`).
+    window_overlap : int, default=0
+        Tokens that consecutive windows of ``long_texts="chunk"`` share.
+    max_windows : int or None, default=None
+        At most this many windows per text with ``long_texts="chunk"``; the
+        rest of a longer text is left out, with a
+        :class:`~skembed.TruncationWarning`. None: no limit.
     revision : str or None, default=None
         Git revision (branch, tag or commit) of a hub model.
     trust_remote_code : bool, default=False
@@ -109,6 +152,27 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         pickling, so a grid search embeds each text once; a fully cached call
         does not load the model. A cache that cannot be written is an error
         in :meth:`fit`, before any text is embedded.
+    fine_tune : bool, default=False
+        Fine-tune a copy of the model on the class labels ``y`` in
+        :meth:`fit` (texts of one class pulled together, of different classes
+        pushed apart, batch by batch), then embed with it: ``fit(X, y)`` of a
+        ``Pipeline`` with a classifier after it adapts the encoder to the
+        task. ``y`` is binary or multiclass (strings or numbers); with
+        several text columns, one encoder is tuned on the texts of all of
+        them, each with its row's label. See
+        :class:`~skembed.LabelFineTuneConfig` for the recipe.
+    fine_tune_params : dict, str, LabelFineTuneConfig or None, default=None
+        The recipe of ``fine_tune``: overrides of the defaults (the best
+        recipe measured), a recipe's name (``"setfit"``), or a
+        :class:`~skembed.LabelFineTuneConfig`.
+    fine_tune_dir : str, path-like or None, default=None
+        Folder where :meth:`fit` saves the fine-tuned encoder (replacing what
+        is there). None uses a fresh temporary folder, deleted when the
+        vectorizer is garbage-collected or fitted again, or when the process
+        exits.
+    random_state : int, RandomState instance or None, default=None
+        Seeds fine-tuning (shuffling, batches, dropout); an int makes it
+        reproducible.
 
     Attributes
     ----------
@@ -123,6 +187,13 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         transformers network followed by pooling, dense and normalisation
         modules), or ``SentenceTransformer.encode`` (every other model, e.g.
         static embeddings). Reading it loads the model if it is not loaded.
+    fine_tuned_model_ : str or None
+        Folder of the encoder fine-tuned in :meth:`fit` (what
+        :meth:`transform` embeds with), or None without ``fine_tune``.
+    fine_tune_history_ : dict of ndarray or None
+        The training loss of that fine-tuning: arrays ``"step"``, ``"epoch"``
+        and ``"loss"``, one entry per log (``pandas.DataFrame(...)`` makes it
+        a table).
 
     See Also
     --------
@@ -148,6 +219,9 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         "prompt": [str, None],
         "prompt_name": [str, None],
         "truncate_dim": [Interval(Integral, 1, None, closed="left"), None],
+        "long_texts": [StrOptions(set(LONG_TEXT_POLICIES))],
+        "window_overlap": [Interval(Integral, 0, None, closed="left")],
+        "max_windows": [Interval(Integral, 1, None, closed="left"), None],
         "revision": [str, None],
         "trust_remote_code": ["boolean"],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -156,6 +230,10 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         "show_progress_bar": ["boolean", StrOptions({"auto"})],
         "warn_on_truncation": ["boolean"],
         "cache": [None, str, os.PathLike, EmbeddingCache],
+        "fine_tune": ["boolean"],
+        "fine_tune_params": [dict, str, LabelFineTuneConfig, None],
+        "fine_tune_dir": [str, os.PathLike, None],
+        "random_state": ["random_state"],
     }
 
     def __init__(
@@ -169,6 +247,9 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         prompt=None,
         prompt_name=None,
         truncate_dim=None,
+        long_texts="truncate",
+        window_overlap=WINDOW_OVERLAP,
+        max_windows=None,
         revision=None,
         trust_remote_code=False,
         batch_size=32,
@@ -177,6 +258,10 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         show_progress_bar="auto",
         warn_on_truncation=True,
         cache=None,
+        fine_tune=False,
+        fine_tune_params=None,
+        fine_tune_dir=None,
+        random_state=None,
     ):
         self.model = model
         self.backend = backend
@@ -186,6 +271,9 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         self.prompt = prompt
         self.prompt_name = prompt_name
         self.truncate_dim = truncate_dim
+        self.long_texts = long_texts
+        self.window_overlap = window_overlap
+        self.max_windows = max_windows
         self.revision = revision
         self.trust_remote_code = trust_remote_code
         self.batch_size = batch_size
@@ -194,17 +282,25 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         self.show_progress_bar = show_progress_bar
         self.warn_on_truncation = warn_on_truncation
         self.cache = cache
+        self.fine_tune = fine_tune
+        self.fine_tune_params = fine_tune_params
+        self.fine_tune_dir = fine_tune_dir
+        self.random_state = random_state
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.string = True
         tags.input_tags.allow_nan = self.handle_missing != "error"
+        tags.target_tags.required = bool(self.fine_tune)
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 
     def _encoder_config(self) -> EncoderConfig:
-        """The model options, as the engine, the registry and the cache read them."""
-        return EncoderConfig.from_params(self.get_params(deep=False))
+        """The model options, as the engine, the registry and the cache read them: after a
+        fine-tuning fit, of the fine-tuned folder."""
+        config = EncoderConfig.from_params(self.get_params(deep=False))
+        tuned = getattr(self, "fine_tuned_model_", None)
+        return config if tuned is None else replace(config, model=tuned)
 
     def _validate_columns(self, X, *, reset: bool):
         return validate_text_columns(self, X, reset=reset, handle_missing=self.handle_missing)
@@ -215,19 +311,22 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
 
         No text is embedded: the model has nothing to learn from ``X``.
 
+        With ``fine_tune=True``, first fine-tune a copy of the model on the
+        class labels ``y``.
+
         Parameters
         ----------
         X : list, ndarray, pandas/polars Series or DataFrame
             One text column (1-D) or several (2-D).
-        y : None
-            Ignored.
+        y : array-like of shape (n_samples,) or None
+            Class labels, with ``fine_tune=True``; ignored otherwise.
 
         Returns
         -------
         self : EmbeddingVectorizer
         """
-        self._validate_columns(X, reset=True)
-        self._fit_model()
+        columns = self._validate_columns(X, reset=True)
+        self._fit_model(columns, y)
         return self
 
     def transform(self, X):
@@ -250,19 +349,67 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit_transform(self, X, y=None):
-        """Fit to ``X``, then embed it; the same as ``fit(X).transform(X)``."""
+        """Fit to ``X`` (and ``y``), then embed it; the same as ``fit(X, y).transform(X)``."""
         columns = self._validate_columns(X, reset=True)
-        self._fit_model()
+        self._fit_model(columns, y)
         return self._embed_columns(columns)
 
-    def _fit_model(self) -> None:
-        """Open the cache and learn the dimension (from the cache when it knows it)."""
+    def _fit_model(self, columns, y) -> None:
+        """Fine-tune if asked, open the cache and learn the dimension (from the cache when it
+        knows it)."""
+        self.fine_tuned_model_ = self.fine_tune_history_ = None
+        if self.fine_tune:
+            self._fine_tune(columns, y)
         cache = resolve_cache(self.cache)
         if cache is not None:
             cache.open()
         key = self._model_key(cache)
         dim = None if key is None else cache.dimension(key)
         self.embedding_dim_ = _engine.dimension(self._encoder_config()) if dim is None else dim
+
+    def _fine_tune(self, columns, y) -> None:
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} with fine_tune=True requires y to be passed, but the "
+                "target y is None: it learns from class labels, call fit(X, y)."
+            )
+        y = _check_y(y, estimator=self)
+        check_consistent_length(columns.columns[0], y)
+        kind = type_of_target(y, input_name="y")
+        if kind == "unknown":
+            raise ValueError(f"Unknown label type: fine_tune=True learns from class labels "
+                             f"(strings or numbers), got y of dtype {np.asarray(y).dtype}.")
+        if kind not in ("binary", "multiclass"):
+            raise ValueError(
+                f"fine_tune=True learns from class labels; y is {kind!r}. For scores of "
+                "sentence pairs use SimilarityRegressor(fine_tune=True); to tune on a "
+                "continuous target, bin it into classes first."
+            )
+        recipe = LabelFineTuneConfig.from_params(self.fine_tune_params)
+        base = EncoderConfig.from_params(self.get_params(deep=False))
+        _engine.dimension(base)  # every model setting is checked on the model before training
+        # Every column's texts, each with its row's label; a missing cell is no text.
+        texts, labels = [], []
+        for column, missing in zip(columns.columns, columns.missing):
+            texts.extend(column[~missing].tolist())
+            labels.append(np.asarray(y)[~missing])
+        labels = np.concatenate(labels)
+        folder, discard = folder_for_fit(self, self.fine_tune_dir)
+        try:
+            self.fine_tune_history_ = train_on_labels(
+                base, texts, labels, folder,
+                recipe=recipe, seed=trainer_seed(check_random_state(self.random_state)),
+                show_progress_bar=wants_progress_bar(self.show_progress_bar,
+                                                     recipe.texts_read()),
+            )
+        except BaseException:
+            discard()
+            raise
+        self.fine_tuned_model_ = os.path.realpath(folder)
+
+    def _check_fine_tuned_model(self) -> None:
+        if getattr(self, "fine_tuned_model_", None) is not None:
+            check_folder_exists(self.fine_tuned_model_)
 
     @property
     def engine_(self) -> str:
@@ -294,6 +441,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         Goes through the ``cache`` when there is one.
         """
         check_is_fitted(self, "embedding_dim_")
+        self._check_fine_tuned_model()
         cache = resolve_cache(self.cache)
         key = self._model_key(cache)
         if key is None:
@@ -311,11 +459,9 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         return normalize_rows(vectors, copy=False) if self.normalize else vectors
 
     def _encode(self, texts: list) -> np.ndarray:
-        show = self.show_progress_bar
-        if show == "auto":
-            show = len(texts) >= AUTO_PROGRESS_MIN_TEXTS
         return _engine.encode(
-            self._encoder_config(), texts, batch_size=self.batch_size, show_progress_bar=bool(show),
+            self._encoder_config(), texts, batch_size=self.batch_size,
+            show_progress_bar=wants_progress_bar(self.show_progress_bar, len(texts)),
             warn_on_truncation=self.warn_on_truncation,
         )
 

@@ -63,16 +63,29 @@ def table_csv(tmp_path):
     return path
 
 
+#: Table outputs the CLI tests write: parquet needs the optional pyarrow.
+TABLE_OUTPUTS = [pytest.param(".parquet", marks=pytest.mark.extras), ".jsonl"]
+
+
+def _read_output(path):
+    """A table the CLI wrote, its texts as written."""
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_json(path, lines=True, dtype=False)
+
+
 def _embed(tiny_model, *args):
     return main(["embed", *map(str, args), "--model", tiny_model, "--device", "cpu"])
 
 
-def test_embed_writes_vectors_next_to_kept_columns(tiny_model, table_csv, tmp_path, capsys):
-    out = tmp_path / "vectors.parquet"
+@pytest.mark.parametrize("suffix", TABLE_OUTPUTS)
+def test_embed_writes_vectors_next_to_kept_columns(tiny_model, table_csv, tmp_path, capsys,
+                                                   suffix):
+    out = tmp_path / f"vectors{suffix}"
     assert _embed(tiny_model, table_csv, "--column", "body", "--column", "title",
                   "--keep", "id", "--out", out) == 0
     assert "3 row(s) x 2 column(s)" in capsys.readouterr().out
-    written = pd.read_parquet(out)
+    written = _read_output(out)
     # Ids come back as written ("007", not 7); texts such as "NA" are texts, not missing.
     assert written["id"].tolist() == ["007", "008", "009"]
     titles = ["NA", "Hola", "null"]
@@ -173,7 +186,8 @@ def test_embed_refuses_a_kept_column_named_like_a_vector_column(tiny_model, tmp_
 
 # ``skembed fine-tune``: a model fine-tuned on a file of scored pairs.
 
-FAST = {"loss": "cosent", "epochs": 2, "learning_rate": 1e-3, "warmup_steps": 0}
+FAST = {"loss": "cosent", "epochs": 2, "learning_rate": 1e-3, "warmup_steps": 0, "soup": 1,
+        "bf16": False}
 
 
 @pytest.fixture
@@ -250,12 +264,13 @@ def test_fine_tune_keeps_a_full_folder(tiny_model, pairs_csv, tmp_path, capsys):
 # ``skembed similarity --data``: the pairs of a file, scored.
 
 
-def test_similarity_scores_the_pairs_of_a_file(tiny_model, pairs_csv, tmp_path, capsys):
-    out = tmp_path / "scored.parquet"
+@pytest.mark.parametrize("suffix", TABLE_OUTPUTS)
+def test_similarity_scores_the_pairs_of_a_file(tiny_model, pairs_csv, tmp_path, capsys, suffix):
+    out = tmp_path / f"scored{suffix}"
     assert main(["similarity", "--data", str(pairs_csv), "--out", str(out),
                  "--model", tiny_model, "--device", "cpu"]) == 0
     assert "scored 48 pair(s)" in capsys.readouterr().out
-    scored = pd.read_parquet(out)
+    scored = _read_output(out)
     data = pd.read_csv(pairs_csv, dtype=str)
     assert list(scored.columns) == [*data.columns, "similarity"]
     assert scored.drop(columns="similarity").astype(object).equals(data.astype(object))
@@ -436,3 +451,21 @@ def test_long_texts_are_reported_and_the_report_can_be_turned_off(tiny_model, tm
                      "--max-seq-length", "8", *extra]) == 0
         err = capfd.readouterr().err
         assert ("1 of 2 texts are longer than the 8 tokens" in err) is reported
+
+
+def test_fine_tune_takes_a_recipe_name(tiny_model, tmp_path, monkeypatch):
+    from skembed import SimilarityRegressor
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("sentence1,sentence2,similarity_score\na,b,1\nc,d,4\n")
+    seen = []
+
+    def fit(self, X, y):
+        seen.append(self.fine_tune_params)
+        raise RuntimeError("stop before training")
+
+    monkeypatch.setattr(SimilarityRegressor, "fit", fit)
+    with pytest.raises(RuntimeError, match="stop before training"):
+        main(["fine-tune", "--train", str(pairs), "--out", str(tmp_path / "out"),
+              "--params", "card", "--model", tiny_model])
+    assert seen[0].loss == "mnrl" and seen[0].warmup_steps == 271  # the card's recipe

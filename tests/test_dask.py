@@ -89,6 +89,18 @@ def _vectorizer(tiny_model, **params):
     return EmbeddingVectorizer(tiny_model, device="cpu", **params)
 
 
+def test_long_texts_are_chunked_on_the_workers_as_locally(client, tiny_model):
+    texts = pd.Series([" ".join(f"palabra{i} y" for i in range(n)) for n in (3, 80, 150, 5)],
+                      name="text")
+    vectorizer = _vectorizer(tiny_model).set_params(long_texts="chunk", max_seq_length=16,
+                                                     window_overlap=4)
+    local = vectorizer.fit_transform(texts)
+    out = embed(vectorizer, dd.from_pandas(texts, npartitions=2)).compute()
+    np.testing.assert_allclose(out, local, atol=ATOL, rtol=0)
+    truncated = _vectorizer(tiny_model).set_params(max_seq_length=16, warn_on_truncation=False)
+    assert not np.allclose(truncated.fit_transform(texts)[1], local[1], atol=1e-3)
+
+
 def test_matches_local_transform_in_row_order(client, tiny_model, frame):
     local = _vectorizer(tiny_model).fit_transform(frame[["a", "b"]])
     ddf = dd.from_pandas(frame, npartitions=5, sort=False)

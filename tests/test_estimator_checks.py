@@ -32,11 +32,17 @@ ESTIMATORS = [
         handle_missing="zero",
     ),
 ]
+#: Fine-tuning on the labels y in fit: one optimiser step of four texts, then the checks.
+TUNING = EmbeddingVectorizer(PLACEHOLDER_MODEL, device="cpu", fine_tune=True,
+                             fine_tune_params={"steps": 1, "batch_size": 4}, random_state=0)
 
 # One line each: why the check does not apply.
 EXPECTED_FAILED_CHECKS = {
     "check_fit1d": "a 1-D X is a valid input: one column of texts, as in TfidfVectorizer",
 }
+
+#: ... and for fine-tuning on labels, which learns from y (the tag target_tags.required).
+TUNING_EXPECTED_FAILED = dict(EXPECTED_FAILED_CHECKS)
 
 CHECKS = parametrize_with_checks(
     ESTIMATORS,
@@ -76,6 +82,14 @@ def _check_name(check) -> str:
 
 @CHECKS
 def test_sklearn_estimator_checks(estimator, check, tiny_model):
+    check(estimator.set_params(model=tiny_model))
+
+
+@pytest.mark.slow
+@pytest.mark.extras  # fine-tuning needs datasets and accelerate
+@parametrize_with_checks([TUNING], expected_failed_checks=lambda estimator: TUNING_EXPECTED_FAILED,
+                         **STRICT_XFAIL)
+def test_sklearn_estimator_checks_when_fine_tuning_on_labels(estimator, check, tiny_model):
     check(estimator.set_params(model=tiny_model))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import MODEL_KINDS, PROMPTS
+from conftest import MODEL_KINDS, PROMPTS, kind_cases
 
 from skembed import EmbeddingVectorizer
 
@@ -72,18 +72,7 @@ def reference(model_of_kind):
     return encode
 
 
-#: The kinds the fast tier compares (each kind costs a model load per backend); the
-#: whole suite compares them all.
-FAST_KINDS = ("plain", "prompted", "normalized", "static")
-
-CASES = [
-    pytest.param(kind, backend, setting, id=f"{kind}-{backend}-{setting}",
-                 marks=() if kind in FAST_KINDS else pytest.mark.slow)
-    for kind in MODEL_KINDS
-    for backend in ("sentence-transformers", "transformers")
-    for setting in SETTINGS
-    if (kind, setting) not in NOT_APPLICABLE
-]
+CASES = kind_cases(SETTINGS, skip=NOT_APPLICABLE)
 
 
 @pytest.mark.filterwarnings("ignore::skembed.TruncationWarning")

@@ -17,7 +17,10 @@ from skembed._sklearn import InvalidParameterError
 pytestmark = pytest.mark.extras  # needs an optional dependency: see pyproject.toml
 
 # A random tiny model learns fast with a large step; no warm-up for 16 steps.
-FAST = {"loss": "cosent", "epochs": 4, "learning_rate": 1e-3, "warmup_steps": 0}
+# The defaults but one model, float32 everywhere, the model's own dropout and trainable
+# embeddings (what the tests of those settings compare against).
+FAST = {"loss": "cosent", "epochs": 4, "learning_rate": 1e-3, "warmup_steps": 0, "soup": 1,
+        "batch_size": 16, "bf16": False, "dropout": None, "freeze_embeddings": False}
 
 
 @pytest.fixture(scope="module")
@@ -164,11 +167,20 @@ def test_every_field_is_written_in_its_three_places():
     assert names == [f.name for f in fields(FineTuneConfig)]
 
 
-def test_default_recipe_is_the_model_cards():
+def test_the_default_is_the_best_recipe_measured_and_the_card_is_named():
     config = FineTuneConfig()
-    assert (config.loss, config.scale, config.batch_size, config.epochs) == ("mnrl", 20.0, 16, 3)
-    assert (config.learning_rate, config.weight_decay, config.warmup_steps) == (2e-5, 0.01, 271)
-    assert config.max_grad_norm == 1.0
+    assert (config.loss, config.scale, config.batch_size, config.epochs) == ("cosent", 5.0, 32, 2)
+    assert (config.learning_rate, config.warmup_steps, config.soup) == (1e-4, 0.1, 3)
+    assert (config.group_by_length, config.dropout, config.freeze_embeddings) == ("auto", 0.0, True)
+    assert config.bf16 == "auto"
+    card = FineTuneConfig.from_params("card")
+    assert (card.loss, card.scale, card.batch_size, card.epochs) == ("mnrl", 20.0, 16, 3)
+    assert (card.learning_rate, card.weight_decay, card.warmup_steps) == (2e-5, 0.01, 271)
+    assert (card.max_grad_norm, card.bf16, card.soup, card.dropout) == (1.0, False, 1, None)
+    assert (card.freeze_embeddings, card.group_by_length) == (False, False)
+    assert card.attn_implementation == "model"  # the model's own kernel: the card's run
+    with pytest.raises(ValueError, match="Unknown FineTuneConfig recipe 'best'"):
+        FineTuneConfig.from_params("best")
     assert rescale_scores([0, 5, 6], 0, 5).tolist() == [0.0, 1.0, 1.0]
     # The scores fed to the losses keep the order of y.
     y = np.array([3.0, 0.5, 4.5, 2.0])
@@ -236,7 +248,7 @@ def test_freeze_embeddings_keeps_the_token_embeddings(tiny_model, train):
 def test_freeze_embeddings_needs_a_transformers_model():
     import torch
 
-    from skembed._finetune import _prepare_for_training
+    from skembed._training import _prepare_for_training
 
     with pytest.raises(ValueError, match="needs a transformers model"):
         _prepare_for_training(torch.nn.Sequential(torch.nn.Linear(2, 2)),
@@ -251,7 +263,7 @@ def test_freeze_embeddings_needs_a_transformers_model():
 def test_training_attention_kernel(tiny_model, choice, device, expected):
     from sentence_transformers import SentenceTransformer
 
-    from skembed._finetune import _prepare_for_training
+    from skembed._training import _prepare_for_training
 
     model = SentenceTransformer(tiny_model, device="cpu")
     network = model[0].auto_model
@@ -285,19 +297,21 @@ def test_attention_kernel_changes_speed_not_results(tiny_model, train):
 def test_explicit_attention_kernel_needs_a_transformers_model():
     import torch
 
-    from skembed._finetune import _prepare_for_training
+    from skembed._training import _prepare_for_training
 
     plain = torch.nn.Sequential(torch.nn.Linear(2, 2))
-    _prepare_for_training(plain, FineTuneConfig(), "cpu")  # "auto" leaves it be
+    unfrozen = {"freeze_embeddings": False}
+    _prepare_for_training(plain, FineTuneConfig(**unfrozen), "cpu")  # "auto" leaves it be
     with pytest.raises(ValueError, match="attn_implementation='eager' needs a transformers"):
-        _prepare_for_training(plain, FineTuneConfig(attn_implementation="eager"), "cpu")
+        _prepare_for_training(plain, FineTuneConfig(attn_implementation="eager", **unfrozen),
+                              "cpu")
 
 
 def test_attention_kernel_on_a_transformers_without_the_switch(tiny_model, monkeypatch):
     from sentence_transformers import SentenceTransformer
     from transformers import PreTrainedModel
 
-    from skembed._finetune import _prepare_for_training
+    from skembed._training import _prepare_for_training
 
     model = SentenceTransformer(tiny_model, device="cpu")
     monkeypatch.delattr(PreTrainedModel, "set_attn_implementation")
@@ -390,15 +404,18 @@ def test_bf16_trains_float32_weights_close_to_float32_training(tiny_model, train
 @pytest.mark.slow
 def test_training_is_quiet_unless_asked(tiny_model, train, capfd):
     X, y = train
-    _regressor(tiny_model, fine_tune_params={**FAST, "epochs": 1}).fit(X, y)
-    out, err = capfd.readouterr()
-    assert out == ""  # no log dicts ({'loss': ...}) on stdout
-    assert "it/s" not in err and "loss" not in err  # no bar, no log on stderr
+    for show in (False, "auto"):  # "auto": 64 pairs, 2 epochs are 256 texts, short work
+        vec = EmbeddingVectorizer(tiny_model, device="cpu", show_progress_bar=show)
+        SimilarityRegressor(vec, fine_tune=True, fine_tune_params={**FAST, "epochs": 2},
+                            random_state=0).fit(X, y)
+        assert capfd.readouterr() == ("", "")  # no bar, no log dicts, nothing at all
     vec = EmbeddingVectorizer(tiny_model, device="cpu", show_progress_bar=True)
     SimilarityRegressor(vec, fine_tune=True, fine_tune_params={**FAST, "epochs": 1},
                         random_state=0).fit(X, y)
     out, err = capfd.readouterr()
-    assert "it/s" in err or "it/s" in out  # asked for: the trainer's bar
+    assert out == ""  # never the trainer's log dicts ({'loss': ...}) on stdout
+    assert "Fine-tuning" in err and "4/4" in err and "loss=" in err  # one bar, the loss in it
+    assert "{'loss'" not in err
 
 
 @pytest.mark.slow
@@ -414,16 +431,16 @@ def test_a_fine_tune_config_works_as_the_dict_of_its_fields(tiny_model, train):
 @pytest.mark.slow
 def test_each_column_is_trained_with_the_prompt_it_is_encoded_with(model_of_kind, train,
                                                                    monkeypatch):
-    from skembed import _finetune
+    from skembed import _training
 
     seen = []
-    real = _finetune._training_arguments
+    real = _training._training_arguments
 
     def spy(*args):
         seen.append(args[-1])
         return real(*args)
 
-    monkeypatch.setattr(_finetune, "_training_arguments", spy)
+    monkeypatch.setattr(_training, "_training_arguments", spy)
     X, y = train
     model = model_of_kind("prompted")  # its default prompt is the query one
     reg = _regressor(model, fine_tune_params={**FAST, "epochs": 0.25},
@@ -455,3 +472,11 @@ def test_training_reads_texts_as_the_vectorizer_does(tiny_model, train):
     assert not np.allclose(short.fine_tune_history_["loss"], whole.fine_tune_history_["loss"])
     with pytest.raises(ValueError, match="trains every column with one max_seq_length"):
         fit(8, column_params={1: {"max_seq_length": 16}})
+
+
+def test_a_recipe_name_is_a_valid_parameter_and_an_unknown_one_is_named(tiny_model):
+    reg = SimilarityRegressor(EmbeddingVectorizer(tiny_model, device="cpu"), fine_tune=True,
+                              fine_tune_params="card")
+    reg._validate_params()  # a str is a valid value
+    with pytest.raises(ValueError, match="Unknown FineTuneConfig recipe 'best'.*'card'"):
+        reg.set_params(fine_tune_params="best").fit([("a", "b"), ("c", "d")], [0.0, 1.0])

@@ -163,7 +163,9 @@ def main(argv=None) -> int:
             start_from = start_from._encoder_config()
             history = train_encoder(
                 (start_from, start_from), train.sentence1, train.sentence2,
-                train.similarity_score, folder, recipe=FineTuneConfig.from_params(training),
+                train.similarity_score, folder,
+                # The rounds' recipes are overrides of the card's (the defaults of the time).
+                recipe=FineTuneConfig.from_params({**FineTuneConfig.NAMED["card"], **training}),
                 score_range=(0.0, 5.0), seed=seed,
             )
             seconds = time.perf_counter() - start

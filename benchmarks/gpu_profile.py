@@ -162,7 +162,7 @@ def main(argv=None) -> int:
                         None if mask.all() else torch.from_numpy(mask).to(args.device),
                     ))
 
-                def forward_all():
+                def forward_all(batches=batches, model=model):
                     with torch.inference_mode():
                         for ids, mask in batches:
                             model.forward(ids, mask)

@@ -41,9 +41,6 @@ EXPECTED_FAILED_CHECKS = {
     "check_fit1d": "a 1-D X is a valid input: one column of texts, as in TfidfVectorizer",
 }
 
-#: ... and for fine-tuning on labels, which learns from y (the tag target_tags.required).
-TUNING_EXPECTED_FAILED = dict(EXPECTED_FAILED_CHECKS)
-
 CHECKS = parametrize_with_checks(
     ESTIMATORS,
     expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS,
@@ -87,8 +84,9 @@ def test_sklearn_estimator_checks(estimator, check, tiny_model):
 
 @pytest.mark.slow
 @pytest.mark.extras  # fine-tuning needs datasets and accelerate
-@parametrize_with_checks([TUNING], expected_failed_checks=lambda estimator: TUNING_EXPECTED_FAILED,
-                         **STRICT_XFAIL)
+@parametrize_with_checks(
+    [TUNING], expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS, **STRICT_XFAIL
+)
 def test_sklearn_estimator_checks_when_fine_tuning_on_labels(estimator, check, tiny_model):
     check(estimator.set_params(model=tiny_model))
 

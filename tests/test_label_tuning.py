@@ -16,6 +16,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
 from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from skembed import EmbeddingVectorizer, LabelFineTuneConfig, SimilarityRegressor, pair_similarity
 from skembed._cache import resolve_cache
@@ -115,7 +116,7 @@ def test_grid_search_over_fine_tuning_and_a_column_transformer(tiny_model, topic
     texts, labels = topics
     frame = pd.DataFrame({"text": texts, "length": [len(t) for t in texts]})
     transformer = ColumnTransformer([("text", _tuner(tiny_model), "text"),
-                                     ("length", "passthrough", ["length"])])
+                                     ("length", StandardScaler(), ["length"])])
     pipe = make_pipeline(transformer, LogisticRegression(max_iter=500))
     search = GridSearchCV(pipe, {"columntransformer__text__fine_tune": [False, True]},
                           cv=StratifiedKFold(2, shuffle=True, random_state=0)).fit(frame, labels)

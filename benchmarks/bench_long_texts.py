@@ -50,7 +50,7 @@ def tokens_fed(texts: list, max_length: int, long_texts: str, overlap: int) -> i
     """Tokens the model reads (special tokens included, padding not)."""
     from skembed import _engine
 
-    plan = _engine._plan(vectorizer(max_length, long_texts, overlap)._encoder_config())
+    plan = _engine.prepare(vectorizer(max_length, long_texts, overlap)._encoder_config())
     ids = _engine.token_ids(plan, texts, truncate=long_texts == "truncate")
     if long_texts == "truncate":
         return int(sum(map(len, ids)))

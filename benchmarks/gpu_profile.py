@@ -122,7 +122,7 @@ def main(argv=None) -> int:
         return 0
 
     # Tokenisation alone.
-    plan = _engine._plan(EmbeddingVectorizer(args.model, device=args.device,
+    plan = _engine.prepare(EmbeddingVectorizer(args.model, device=args.device,
                                        precision=precisions[0])._encoder_config())
     seconds = timed(lambda: _engine.tokenize(plan, texts), args.repeats, lambda: None)
     results["tokenize"]["rust"] = n / seconds
@@ -147,7 +147,7 @@ def main(argv=None) -> int:
                 continue
             config = EmbeddingVectorizer(args.model, device=args.device, precision=precision,
                                    backend=backend)._encoder_config()
-            model = _engine._plan(config).model
+            model = _engine.prepare(config).model
             pad_id = model.tokenizer.pad_token_id or 0
             first = backend == backends[0] and precision == precisions[0]
             for batch_size in batch_sizes if first else other_batch_sizes:

@@ -14,10 +14,13 @@ from ._finetune import FineTuneConfig
 from ._input import MissingTextError
 from ._label_tuning import LabelFineTuneConfig
 from ._config import DEFAULT_MODEL
+from ._lifecycle import ParameterChangedError
 from ._loading import ModelLoadError
+from ._persistence import SavedEstimatorError, load, save
 from ._registry import unload_models
 from ._regressor import SimilarityRegressor
 from ._similarity import pair_similarity
+from ._tuned import TunedEncoder
 from ._vectorizer import EmbeddingVectorizer
 
 __all__ = [
@@ -30,13 +33,18 @@ __all__ = [
     "LabelFineTuneConfig",
     "MissingTextError",
     "ModelLoadError",
+    "ParameterChangedError",
     "STSResult",
+    "SavedEstimatorError",
     "SimilarityRegressor",
     "TruncationWarning",
+    "TunedEncoder",
     "evaluate_sts",
+    "load",
     "pair_similarity",
     "pearson_score",
     "pearson_scorer",
+    "save",
     "spearman_score",
     "spearman_scorer",
     "unload_models",
@@ -44,6 +52,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 # Public classes say where users import them from (tracebacks, reprs, pickles).
-for _public in (CacheError, CacheWarning, MissingTextError, ModelLoadError, TruncationWarning):
+for _public in (CacheError, CacheWarning, MissingTextError, ModelLoadError, ParameterChangedError,
+                SavedEstimatorError, TruncationWarning):
     _public.__module__ = __name__
 del _public

@@ -46,6 +46,51 @@ RUN_PARAMETER_SCOPES = {
 }
 
 
+#: The column ``skembed similarity --data`` adds to the pairs it scores.
+SIMILARITY_COLUMN = "similarity"
+#: Each command's one-line help and description, as ``skembed CMD --help`` shows them.
+COMMANDS = {
+    "similarity": (
+        "cosine similarity of two sentences, or of the pairs of a file",
+        "Print the cosine similarity of the embeddings of two sentences, or "
+        "write the similarity of each pair of texts of a file (--data) next to its "
+        f"columns, as a column {SIMILARITY_COLUMN!r} (or to a .npy array).",
+    ),
+    "cache": (
+        "inspect or empty an embedding cache file",
+        "Show what an embedding cache file holds, or delete its vectors.",
+    ),
+    "evaluate": (
+        "STS evaluation: correlation of cosine similarity with gold scores",
+        "Pearson and Spearman correlations of the cosine similarity of "
+        "sentence pairs with gold scores, as sentence-transformers' "
+        "EmbeddingSimilarityEvaluator reports them.",
+    ),
+    "embed": (
+        "embed the text columns of a file",
+        "Embed one or more text columns of a CSV, TSV, Parquet, JSON-lines or "
+        "text file (one text per line) and write the vectors to a .npy array or, "
+        "next to the table's columns, to a .parquet, .csv, .tsv or .jsonl table "
+        "(vector columns named <column>_<i>).",
+    ),
+    "fine-tune": (
+        "fine-tune a model on scored sentence pairs",
+        "Fine-tune a sentence-transformers model on scored sentence pairs: "
+        "the regressor SimilarityRegressor(fine_tune=True) fits, saved with skembed.save "
+        "to a folder that skembed.load and 'skembed embed --pipeline DIR' read; its "
+        "encoder, DIR/encoders/encoder-0, is a folder that SentenceTransformer and "
+        "--model load. The recipe is FineTuneConfig's (the best measured by default; "
+        "--params card for the default model card's); --params overrides any of it.",
+    ),
+}
+
+
+def _command(subparsers, name: str) -> argparse.ArgumentParser:
+    """The sub-parser of command ``name``, with its help and description."""
+    help_line, description = COMMANDS[name]
+    return subparsers.add_parser(name, help=help_line, description=description)
+
+
 def parameter_scopes() -> dict:
     """The scope of every parameter of EmbeddingVectorizer, in the order of its signature."""
     from . import EmbeddingVectorizer
@@ -118,8 +163,6 @@ def _short_name(model_or_file: str) -> str:
     return path.name if path.exists() else model_or_file
 
 
-#: The column ``skembed similarity --data`` adds to the pairs it scores.
-SIMILARITY_COLUMN = "similarity"
 
 
 def _similarity(args) -> int:
@@ -154,12 +197,7 @@ def _similarity(args) -> int:
 
 
 def _add_similarity(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "similarity", help="cosine similarity of two sentences, or of the pairs of a file",
-        description="Print the cosine similarity of the embeddings of two sentences, or "
-        "write the similarity of each pair of texts of a file (--data) next to its "
-        f"columns, as a column {SIMILARITY_COLUMN!r} (or to a .npy array).",
-    )
+    parser = _command(subparsers, "similarity")
     parser.add_argument("sentence1", nargs="?")
     parser.add_argument("sentence2", nargs="?")
     parser.add_argument("--data", metavar="FILE",
@@ -204,11 +242,7 @@ def _cache_command(args) -> int:
 
 
 def _add_cache(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "cache",
-        help="inspect or empty an embedding cache file",
-        description="Show what an embedding cache file holds, or delete its vectors.",
-    )
+    parser = _command(subparsers, "cache")
     parser.add_argument("action", choices=("info", "clear"))
     parser.add_argument("path", help="the cache file (SQLite) given as cache=PATH")
     parser.add_argument("--json", action="store_true", help="info as JSON")
@@ -277,13 +311,7 @@ def _print_sts(result) -> None:
 
 
 def _add_evaluate(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="STS evaluation: correlation of cosine similarity with gold scores",
-        description="Pearson and Spearman correlations of the cosine similarity of "
-        "sentence pairs with gold scores, as sentence-transformers' "
-        "EmbeddingSimilarityEvaluator reports them.",
-    )
+    parser = _command(subparsers, "evaluate")
     _add_pair_arguments(parser, "--data", "the pairs to score")
     parser.add_argument("--plot", metavar="FILE", help="also draw a scatter plot to FILE (PNG)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -303,15 +331,22 @@ def _embed(args) -> int:
         raise ValueError("a .npy file holds only the vectors: --keep needs a table output "
                          "(.parquet, .csv, .tsv or .jsonl)")
     table = read_table(args.input)
-    columns = args.column or _only_column(table, args.input)
+    if args.pipeline is not None:
+        vectorizer = _saved_features(args)
+        fitted_on = getattr(vectorizer, "feature_names_in_", None)
+        columns = args.column or (list(fitted_on) if fitted_on is not None
+                                  else _only_column(table, args.input))
+    else:
+        vectorizer = _vectorizer(args)
+        columns = args.column or _only_column(table, args.input)
     check_columns(table, columns, args.input)
     keep = list(table.columns) if args.keep is None else args.keep
     check_columns(table, keep, args.input)
 
-    vectorizer = _vectorizer(args)
     texts = table[columns]
-    # fit() checks every cell and learns the output's column names; nothing is embedded yet.
-    names = vectorizer.fit(texts).get_feature_names_out()
+    if args.pipeline is None:
+        vectorizer.fit(texts)  # checks every cell; nothing is embedded yet
+    names = vectorizer.get_feature_names_out()
     clash = sorted(set(keep) & set(names)) if suffix != ".npy" else []
     if clash:
         raise ValueError(f"kept column(s) {clash} would clash with the vector columns; "
@@ -329,6 +364,32 @@ def _embed(args) -> int:
     return 0
 
 
+def _saved_features(args):
+    """The part of the estimator saved in ``--pipeline`` that makes features: all of it
+    if it transforms, a pipeline's steps before its final predictor, a regressor's
+    vectorizer."""
+    import inspect
+
+    from . import EmbeddingVectorizer, SimilarityRegressor, load
+
+    defaults = {name: p.default for name, p in
+                inspect.signature(EmbeddingVectorizer).parameters.items()}
+    changed = sorted(f"--{name.replace('_', '-')}" for name in parameter_scopes()
+                     if getattr(args, name, defaults[name]) != defaults[name])
+    if changed:
+        raise ValueError(f"--pipeline embeds as the saved estimator was fitted; "
+                         f"{', '.join(changed)} cannot change it")
+    estimator = load(args.pipeline)
+    if isinstance(estimator, SimilarityRegressor):
+        return estimator.vectorizer_
+    if hasattr(estimator, "transform"):
+        return estimator
+    if hasattr(estimator, "steps") and len(estimator.steps) > 1:
+        return estimator[:-1]
+    raise ValueError(f"the estimator saved in {args.pipeline} ({type(estimator).__name__}) "
+                     "makes no features to write")
+
+
 def _only_column(table, path) -> list:
     if table.shape[1] == 1:
         return [table.columns[0]]
@@ -337,14 +398,7 @@ def _only_column(table, path) -> list:
 
 
 def _add_embed(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "embed",
-        help="embed the text columns of a file",
-        description="Embed one or more text columns of a CSV, TSV, Parquet, JSON-lines or "
-        "text file (one text per line) and write the vectors to a .npy array or, "
-        "next to the table's columns, to a .parquet, .csv, .tsv or .jsonl table "
-        "(vector columns named <column>_<i>).",
-    )
+    parser = _command(subparsers, "embed")
     parser.add_argument("input", help="the file to read")
     parser.add_argument("--out", required=True, help="the file to write (.npy or a table)")
     parser.add_argument("--column", action="append", metavar="NAME",
@@ -354,6 +408,10 @@ def _add_embed(subparsers) -> None:
                         help="columns to copy into a table output (default: all; "
                         "--keep alone: none)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--pipeline", metavar="DIR",
+                        help="embed with an estimator saved by skembed.save or skembed "
+                        "fine-tune (a vectorizer, a pipeline's feature steps, a regressor's "
+                        "vectorizer), as it was fitted; --column defaults to its columns")
     _add_vectorizer_options(parser, "embed")
     parser.set_defaults(
         func=_embed,
@@ -381,7 +439,7 @@ def _json_object(text: str | None, option: str) -> dict:
 def _fine_tune(args) -> int:
     import time
 
-    from . import FineTuneConfig, SimilarityRegressor, evaluate_sts
+    from . import FineTuneConfig, SimilarityRegressor, evaluate_sts, save
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -401,10 +459,19 @@ def _fine_tune(args) -> int:
     start = time.perf_counter()
     regressor = SimilarityRegressor(
         _vectorizer(args, show_progress_bar=True), fine_tune=True, fine_tune_params=recipe,
-        fine_tune_dir=out, random_state=args.seed,
+        random_state=args.seed,
     ).fit(pairs, scores)
-    print(f"fine-tuned on {len(scores)} pairs in {time.perf_counter() - start:.0f} s; "
-          f"saved to {out}")
+    print(f"fine-tuned on {len(scores)} pairs in {time.perf_counter() - start:.0f} s")
+    metrics = {}
+    if dev is not None:
+        (dev_pairs, dev_scores) = dev
+        result = evaluate_sts(regressor, dev_pairs.iloc[:, 0], dev_pairs.iloc[:, 1], dev_scores)
+        print(f"dev ({args.dev}):")
+        _print_sts(result)
+        metrics = {f"dev Spearman ({Path(args.dev).name})": round(result.spearman, 4),
+                   f"dev Pearson ({Path(args.dev).name})": round(result.pearson, 4)}
+    save(regressor, out, metrics=metrics, overwrite=True)
+    print(f"saved to {out} (skembed.load); its encoder: {_saved_encoder(out)}")
     if args.plot:
         from ._plotting import draw_history, save_figure
 
@@ -412,26 +479,22 @@ def _fine_tune(args) -> int:
         save_figure(lambda ax: draw_history(regressor.fine_tune_history_, ax, title=title),
                     args.plot)
         print(f"plot:     {args.plot}")
-    if dev is not None:
-        (dev_pairs, dev_scores) = dev
-        print(f"dev ({args.dev}):")
-        _print_sts(evaluate_sts(regressor, dev_pairs.iloc[:, 0], dev_pairs.iloc[:, 1], dev_scores))
     return 0
 
 
+def _saved_encoder(folder: Path) -> Path:
+    """The encoder folder of a saved regressor (its skembed.json lists it)."""
+    import json
+
+    (reference,) = json.loads((folder / "skembed.json").read_text(encoding="utf-8"))["encoders"]
+    return folder / reference
+
+
 def _add_fine_tune(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "fine-tune",
-        help="fine-tune a model on scored sentence pairs",
-        description="Fine-tune a sentence-transformers model on scored sentence pairs "
-        "and save it to a folder that EmbeddingVectorizer(model=DIR) and "
-        "SentenceTransformer(DIR) load: the model SimilarityRegressor(fine_tune=True) "
-        "trains. The recipe is FineTuneConfig's (the best measured by default; --params "
-        "card for the default model card's); "
-        "--params overrides any of it.",
-    )
+    parser = _command(subparsers, "fine-tune")
     _add_pair_arguments(parser, "--train", "the training pairs")
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder to save the model to")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="folder to save the fitted regressor to")
     parser.add_argument("--dev", metavar="FILE",
                         help="pairs to evaluate the fine-tuned model on (same columns)")
     parser.add_argument("--params", metavar="JSON",

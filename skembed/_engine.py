@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+import weakref
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,16 +37,38 @@ class TruncationWarning(UserWarning):
     """Texts longer than the model reads were cut to its ``max_seq_length``."""
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """How one config runs on its loaded model."""
+class ModelReleasedError(RuntimeError):
+    """The model of a plan was released (:func:`~skembed.unload_models`): prepare it again."""
 
-    model: LoadedModel
+
+@dataclass(frozen=True)
+class Plan:
+    """How one config runs on its loaded model: prepared once, used for every call.
+
+    It holds its model weakly: the registry owns the weights, so that
+    :func:`~skembed.unload_models` frees them whatever plans exist; a plan
+    whose model was released is no longer :attr:`live`.
+    """
+
+    model_ref: weakref.ref
     prompt: str
     max_length: int | None
     truncate_dim: int | None
     engine: str
     windows: WindowPlan | None = None  # long_texts="chunk": how texts are cut
+    asked_max_length: int | None = None  # the config's max_seq_length, for the warning
+
+    @property
+    def model(self) -> LoadedModel:
+        model = self.model_ref()
+        if model is None:
+            raise ModelReleasedError("This plan's model was released; prepare the plan again.")
+        return model
+
+    @property
+    def live(self) -> bool:
+        """Whether its model is still loaded."""
+        return self.model_ref() is not None
 
     @property
     def dimension(self) -> int:
@@ -54,7 +77,9 @@ class _Plan:
         return min(self.model.dimension, self.truncate_dim)
 
 
-def _plan(config: EncoderConfig) -> _Plan:
+def prepare(config: EncoderConfig) -> Plan:
+    """The :class:`Plan` of ``config``: its model loaded, its prompt, lengths and windows
+    resolved. Callers that encode many times keep it (``encode(..., plan=plan)``)."""
     model = load_model(config)
     prompt = resolve_prompt(
         config.prompt, config.prompt_name, model.prompts, model.default_prompt_name
@@ -69,7 +94,8 @@ def _plan(config: EncoderConfig) -> _Plan:
     windows = None
     if config.long_texts == "chunk":
         windows = _window_plan(model, engine, prompt, max_length, config)
-    return _Plan(model, prompt, max_length, truncate_dim, engine, windows)
+    return Plan(weakref.ref(model), prompt, max_length, truncate_dim, engine, windows,
+                config.max_seq_length)
 
 
 def _window_plan(model: LoadedModel, engine: str, prompt: str, max_length: int,
@@ -98,23 +124,24 @@ def _window_plan(model: LoadedModel, engine: str, prompt: str, max_length: int,
 
 def dimension(config: EncoderConfig) -> int:
     """Dimension of the vectors of ``config`` (after ``truncate_dim``); loads the model."""
-    return _plan(config).dimension
+    return prepare(config).dimension
 
 
 def engine(config: EncoderConfig) -> str:
     """``"skembed"`` or ``"sentence-transformers"``: which code computes the vectors of
     ``config`` (skembed's batching, or ``SentenceTransformer.encode``); loads the model."""
-    return _plan(config).engine
+    return prepare(config).engine
 
 
-def encode(config: EncoderConfig, texts: list, *, batch_size: int = 32,
-           show_progress_bar: bool = False, warn_on_truncation: bool = True) -> np.ndarray:
+def encode(config: EncoderConfig | None, texts: list, *, batch_size: int = 32,
+           show_progress_bar: bool = False, warn_on_truncation: bool = True,
+           plan: Plan | None = None) -> np.ndarray:
     """Embed distinct ``texts`` into a float32 array, row ``i`` for ``texts[i]``.
 
     Parameters
     ----------
-    config : EncoderConfig
-        The model and how to run it.
+    config : EncoderConfig or None
+        The model and how to run it (None with ``plan``).
     texts : list of str
         Distinct texts.
     batch_size : int
@@ -124,10 +151,14 @@ def encode(config: EncoderConfig, texts: list, *, batch_size: int = 32,
     warn_on_truncation : bool
         Issue a :class:`TruncationWarning` when texts are longer than the
         model reads.
+    plan : Plan or None
+        ``prepare(config)``, prepared once by the caller (``config`` is then
+        not read).
     """
     from tqdm.auto import tqdm
 
-    plan = _plan(config)
+    plan = prepare(config) if plan is None else plan
+    model = plan.model  # a strong reference for the call: the plan's own is weak
     texts = list(texts)
     out = np.empty((len(texts), plan.dimension), dtype=np.float32)
     if not texts:
@@ -145,9 +176,9 @@ def encode(config: EncoderConfig, texts: list, *, batch_size: int = 32,
         else:
             longest = _encode_with_sentence_transformers(plan, ordered, order, out, batch_size,
                                                          progress)
-    if warn_on_truncation and plan.max_length is not None and plan.model.tokenizer is not None:
+    if warn_on_truncation and plan.max_length is not None and model.tokenizer is not None:
         _warn_about_truncation(plan, [ordered[i] for i in longest], len(texts),
-                               config.max_seq_length)
+                               plan.asked_max_length)
     return out
 
 
@@ -186,7 +217,7 @@ def _fresh_copy(text: str) -> str:
     return text.encode("utf-8", "surrogatepass").decode("utf-8", "surrogatepass")
 
 
-def token_ids(plan: _Plan, texts: list, *, truncate: bool = True) -> list:
+def token_ids(plan: Plan, texts: list, *, truncate: bool = True) -> list:
     """Lists of token ids of ``texts`` (prompt included), as the model's tokenizer gives them."""
     model = plan.model
     max_length = plan.max_length if truncate else None
@@ -204,7 +235,7 @@ def token_ids(plan: _Plan, texts: list, *, truncate: bool = True) -> list:
     return model.rust_token_ids(texts, max_length)
 
 
-def tokenize(plan: _Plan, texts: list) -> _Tokens:
+def tokenize(plan: Plan, texts: list) -> _Tokens:
     """Token ids of ``texts``, truncated, without padding, in compact arrays.
 
     Texts go to the (parallel, Rust) fast tokenizer in chunks of at most
@@ -286,7 +317,7 @@ class _Chunk:
     windows: object = None
 
 
-def _prepare_chunk(plan: _Plan, ordered: list, span: tuple, batch_size: int,
+def _prepare_chunk(plan: Plan, ordered: list, span: tuple, batch_size: int,
                    transfers: _Transfers) -> _Chunk:
     """Tokenise ``ordered[start:stop]`` and pad it into batches of similar token length.
 
@@ -342,7 +373,7 @@ def _prefetched(function, items, depth: int):
                 future.cancel()
 
 
-def _encode_in_batches(plan: _Plan, ordered: list, order: np.ndarray, out: np.ndarray,
+def _encode_in_batches(plan: Plan, ordered: list, order: np.ndarray, out: np.ndarray,
                        batch_size: int, progress) -> list:
     """Fill ``out`` by skembed's batching; the positions of texts that may have been cut.
 
@@ -444,7 +475,7 @@ def _encode_windows(model: LoadedModel, chunk: _Chunk, transfers: _Transfers, ke
 ENCODE_CHUNK = 4096
 
 
-def _encode_with_sentence_transformers(plan: _Plan, ordered: list, order: np.ndarray,
+def _encode_with_sentence_transformers(plan: Plan, ordered: list, order: np.ndarray,
                                        out: np.ndarray, batch_size: int, progress) -> list:
     """Fill ``out`` by ``SentenceTransformer.encode``; the positions of every text."""
     for start in range(0, len(ordered), ENCODE_CHUNK):
@@ -457,7 +488,7 @@ def _encode_with_sentence_transformers(plan: _Plan, ordered: list, order: np.nda
     return list(range(len(ordered)))
 
 
-def _warn_about_truncation(plan: _Plan, candidates: list, n_texts: int,
+def _warn_about_truncation(plan: Plan, candidates: list, n_texts: int,
                            asked: int | None) -> None:
     """Warn once if texts of ``candidates`` are longer than the model reads.
 

@@ -82,7 +82,7 @@ def learn_file_digests(digests: dict) -> None:
             _FILE_DIGESTS.setdefault(tuple(memo_key), digest)
 
 
-def _model_files(folder: str) -> list:
+def model_files(folder: str) -> list:
     """(relative path, path) of the files of a folder that can change a vector.
 
     The listing is kept while the modification times of its folders stay the
@@ -118,7 +118,7 @@ def folder_signature(folder: str | os.PathLike) -> tuple:
     """
     folder = os.path.realpath(folder)
     entries = []
-    for rel, path in _model_files(folder):
+    for rel, path in model_files(folder):
         st = os.stat(path)
         entries.append((rel, st.st_size, st.st_mtime_ns, st.st_ino))
     return (folder, *entries)
@@ -132,7 +132,7 @@ def folder_fingerprint(folder: str | os.PathLike) -> str:
     recomputed only when a file's size, modification time or inode changes.
     """
     folder = os.path.abspath(folder)
-    files = _model_files(folder)
+    files = model_files(folder)
     if not files:
         raise ValueError(f"Model folder {folder!r} holds no model file.")
     stats = [(rel, os.stat(path)) for rel, path in files]

@@ -2,30 +2,28 @@
 
 from __future__ import annotations
 
-import os
 from itertools import combinations
 from numbers import Real
-from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import Ridge
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from ._config import per_column_options
 from ._finetune import FineTuneConfig, train_encoder
-from ._training import trainer_seed
 from ._heads import MonotoneInterpolation
 from ._input import validate_text_columns
-from ._registry import save_model
-from ._scratch import check_folder_exists, folder_for_fit
+from ._lifecycle import FINE_TUNING_DOC, FrozenParameters, all_or_nothing, fine_tune, fine_tuning_constraints
 from ._similarity import column_similarities, fitted_vectorizer
 from ._sklearn import Interval, StrOptions, _check_y, _fit_context
-from ._vectorizer import EmbeddingVectorizer, wants_progress_bar
+from ._vectorizer import LIVE_PARAMETERS, EmbeddingVectorizer, wants_progress_bar
 
 HEADS = ("auto", "monotone", "isotonic", "ridge")
+#: The regressor's parameters that may change after fit: its vectorizer's live ones (they
+#: reach the fitted vectorizers at predict) and where a copy of the tuned encoder goes.
+LIVE = frozenset({"fine_tune_dir", *(f"vectorizer__{name}" for name in LIVE_PARAMETERS)})
 
 
 class SimilarityRegressor(RegressorMixin, BaseEstimator):
@@ -83,14 +81,7 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         ``y`` scaled from its [min, max] in fit to [0, 1]. The texts are cut
         to the vectorizer's own ``max_seq_length`` while training, as they
         are when encoded.
-    fine_tune_dir : str, path-like or None, default=None
-        Folder where :meth:`fit` saves the fine-tuned encoder (replacing what
-        is there). None uses a fresh temporary folder, deleted when the
-        estimator is garbage-collected or fitted again, or when the process
-        exits: call :meth:`save_encoder` to keep it.
-    random_state : int, RandomState instance or None, default=None
-        Seeds fine-tuning (dropout, shuffling); an int makes it reproducible.
-
+{fine_tuning}
     Attributes
     ----------
     vectorizer_ : EmbeddingVectorizer
@@ -103,8 +94,10 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
     column_params_ : list of dict
         The vectorizer parameters of each column that differ from
         :attr:`vectorizer_`'s (empty dicts without ``column_params``).
-    fine_tuned_model_ : str or None
-        Folder of the fine-tuned encoder, or None without fine-tuning.
+    fine_tuned_model_ : TunedEncoder or None
+        The fine-tuned encoder, or None without fine-tuning: ``os.fspath``
+        of it is a folder that ``SentenceTransformer`` loads, and it pickles
+        with its weights.
     fine_tune_history_ : dict of ndarray or None
         The training loss logged during fine-tuning, as scikit-learn's
         ``cv_results_``: arrays ``"step"``, ``"epoch"`` and ``"loss"``, one
@@ -122,9 +115,13 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
 
     Notes
     -----
-    A pickled estimator holds the fine-tuned encoder's folder path, never its
-    weights, so it stays small; the folder must still exist where the pickle
-    is loaded (use ``fine_tune_dir`` or :meth:`save_encoder`).
+    A fitted regressor is frozen as its vectorizer is: after :meth:`fit`,
+    only the vectorizer's ``device``, ``batch_size``, ``show_progress_bar``,
+    ``warn_on_truncation`` and ``cache`` may change (they reach the fitted
+    vectorizers at predict); any other parameter changed makes
+    :meth:`predict` raise :class:`~skembed.ParameterChangedError`. A pickle
+    of a fine-tuned regressor carries the tuned weights; see also
+    :func:`skembed.save`.
 
     Examples
     --------
@@ -154,23 +151,15 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         "head": [StrOptions(set(HEADS))],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "column_params": [dict, None],
-        "fine_tune": ["boolean"],
-        "fine_tune_params": [dict, str, FineTuneConfig, None],
-        "fine_tune_dir": [str, os.PathLike, None],
-        "random_state": ["random_state"],
+        **fine_tuning_constraints(FineTuneConfig),
     }
 
     def __init__(
         self,
         vectorizer=None,
         *,
-        head="auto",
-        alpha=1.0,
-        column_params=None,
-        fine_tune=False,
-        fine_tune_params=None,
-        fine_tune_dir=None,
-        random_state=None,
+        head="auto", alpha=1.0, column_params=None,
+        fine_tune=False, fine_tune_params=None, fine_tune_dir=None, random_state=None,
     ):
         self.vectorizer = vectorizer
         self.head = head
@@ -181,6 +170,9 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         self.fine_tune_dir = fine_tune_dir
         self.random_state = random_state
 
+    def _base_vectorizer(self) -> EmbeddingVectorizer:
+        return self.vectorizer if self.vectorizer is not None else EmbeddingVectorizer()
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.string = True
@@ -188,9 +180,6 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         tags.input_tags.allow_nan = vectorizer.handle_missing != "error"
         tags.regressor_tags.poor_score = True
         return tags
-
-    def _base_vectorizer(self) -> EmbeddingVectorizer:
-        return self.vectorizer if self.vectorizer is not None else EmbeddingVectorizer()
 
     def _validate_columns(self, X, *, reset: bool):
         vectorizer = self._base_vectorizer() if reset else self.vectorizer_
@@ -243,6 +232,8 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
     def fit(self, X, y):
         """Fit a clone of the vectorizer, optionally fine-tune it, and fit the head.
 
+        A fit that fails (or is interrupted) leaves the regressor as it was.
+
         Parameters
         ----------
         X : array-like, list of tuples, pandas or polars DataFrame
@@ -254,6 +245,11 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         -------
         self : SimilarityRegressor
         """
+        with all_or_nothing(self):
+            self._fit(X, y)
+        return self
+
+    def _fit(self, X, y) -> None:
         y = _check_y(y, y_numeric=True, estimator=self).astype(np.float64, copy=False)
         if self._base_vectorizer().fine_tune:
             raise ValueError(
@@ -265,17 +261,17 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         check_consistent_length(columns.columns[0], y)
         self.column_params_ = self._resolve_column_params(columns)
         # Every setting of the vectorizer and of each column is validated here,
-        # before any work: fitting a vectorizer embeds nothing.
+        # before any work: fitting a vectorizer embeds nothing (and opens the cache).
         self._fit_vectorizers(columns, self._base_vectorizer())
         self.pairs_ = list(combinations(range(columns.n_columns), 2))
         head = self._make_head(len(self.pairs_))
-        self.fine_tuned_model_ = None
-        self.fine_tune_history_ = None
+        self._frozen = FrozenParameters(self, LIVE)
+        self.fine_tuned_model_ = self.fine_tune_history_ = None
         if self.fine_tune:
-            self._fine_tune(columns, y)
+            self.fine_tuned_model_, self.fine_tune_history_ = self._fine_tune(columns, y)
+            self._fit_vectorizers(columns, self.vectorizer_, model=self.fine_tuned_model_)
         similarities = self._similarities(columns)
         self.head_ = head.fit(similarities[:, 0] if self._one_similarity(head) else similarities, y)
-        return self
 
     def _fit_vectorizers(self, columns, vectorizer, **params) -> None:
         """Fit ``vectorizer_`` (a clone of ``vectorizer`` with ``params``) and one per column."""
@@ -297,7 +293,7 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
     def _similarities(self, columns) -> np.ndarray:
         return column_similarities(self._column_vectorizers, columns, self.pairs_)
 
-    def _fine_tune(self, columns, y):
+    def _fine_tune(self, columns, y) -> tuple:
         if columns.n_columns != 2:
             raise ValueError(
                 f"fine_tune=True trains on sentence pairs: X needs exactly 2 text "
@@ -306,23 +302,30 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         recipe = FineTuneConfig.from_params(self.fine_tune_params)
         show = wants_progress_bar(self.vectorizer_.show_progress_bar,
                                   recipe.texts_read(columns.n_rows))
-        folder, discard = folder_for_fit(self, self.fine_tune_dir)
-        try:
-            self.fine_tune_history_ = train_encoder(
-                tuple(v._encoder_config() for v in self._column_vectorizers),
-                columns.columns[0].tolist(),
-                columns.columns[1].tolist(),
-                y,
-                folder,
-                recipe=recipe,
-                seed=trainer_seed(check_random_state(self.random_state)),
-                show_progress_bar=bool(show),
-            )
-        except BaseException:
-            discard()
-            raise
-        self.fine_tuned_model_ = str(Path(folder).resolve())
-        self._fit_vectorizers(columns, self.vectorizer_, model=self.fine_tuned_model_)
+        configs = tuple(v._encoder_config() for v in self._column_vectorizers)
+
+        def train(folder, seed):
+            return train_encoder(configs, columns.columns[0].tolist(),
+                                 columns.columns[1].tolist(), y, folder, recipe=recipe,
+                                 seed=seed, show_progress_bar=bool(show))
+
+        info = {"base_model": configs[0].model, "target": "scored pairs",
+                "n_examples": columns.n_rows, "recipe": recipe.to_dict()}
+        return fine_tune(train, info=info, random_state=self.random_state,
+                         copy_to=self.fine_tune_dir)
+
+    def _fitted_vectorizers(self) -> list:
+        """The fitted vectorizers, checked unchanged, with the live settings of
+        ``vectorizer`` as they are now (device, batch size, progress bar, cache)."""
+        check_is_fitted(self)
+        self._frozen.check(self)
+        if self.vectorizer is not None:
+            live = {name: value for name, value in self.vectorizer.get_params(deep=False).items()
+                    if name in LIVE_PARAMETERS}
+            for vectorizer in {id(v): v for v in [self.vectorizer_, *self._column_vectorizers]
+                               }.values():
+                vectorizer.set_params(**live)
+        return self._column_vectorizers
 
     def predict_similarity(self, X):
         """Cosine similarity of the embeddings of the columns of ``X``.
@@ -337,11 +340,9 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         ndarray of shape (n_samples,) for two columns, else (n_samples, n_pairs)
             Similarities in [-1, 1], one column per pair of ``pairs_``.
         """
-        check_is_fitted(self)
-        if self.fine_tuned_model_ is not None:
-            check_folder_exists(self.fine_tuned_model_)
+        vectorizers = self._fitted_vectorizers()
         columns = self._validate_columns(X, reset=False)
-        similarities = self._similarities(columns)
+        similarities = column_similarities(vectorizers, columns, self.pairs_)
         return similarities[:, 0] if len(self.pairs_) == 1 else similarities
 
     def predict(self, X):
@@ -350,7 +351,7 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like, list of tuples, pandas or polars DataFrame
-            As many text columns as seen in :meth:`fit`.
+            The pairs (or groups) of texts to score, in the columns seen in :meth:`fit`.
 
         Returns
         -------
@@ -382,29 +383,13 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         """
         return super().score(X, y, sample_weight=sample_weight)
 
-    def save_encoder(self, path):
-        """Save the encoder used by this fitted estimator to a folder.
-
-        The folder loads with ``SentenceTransformer(path)`` and
-        ``EmbeddingVectorizer(model=path)``. After fine-tuning,
-        :attr:`vectorizer_` and :attr:`fine_tuned_model_` then point to
-        ``path``, so a pickle of the estimator refers to the saved copy.
-
-        Parameters
-        ----------
-        path : str or path-like
-            Destination folder; created, or replaced if it exists.
-
-        Returns
-        -------
-        path : str
-            The absolute path of the folder.
-        """
+    def save_encoder(self, path) -> str:
+        """Save the encoder of this fitted regressor (fine-tuned or not) to a folder that
+        ``SentenceTransformer(path)`` and ``EmbeddingVectorizer(model=path)`` load; see
+        :meth:`EmbeddingVectorizer.save_encoder`. Returns its absolute path."""
         check_is_fitted(self)
-        path = save_model(self.vectorizer_._encoder_config(), path)
-        if self.fine_tuned_model_ is not None:
-            self.fine_tuned_model_ = path
-            for vectorizer in {id(v): v for v in [self.vectorizer_, *self._column_vectorizers]
-                               }.values():
-                vectorizer.set_params(model=path)
-        return path
+        return self.vectorizer_.save_encoder(path)
+
+
+SimilarityRegressor.__doc__ = SimilarityRegressor.__doc__.replace("{fine_tuning}\n",
+                                                                  FINE_TUNING_DOC)

@@ -233,21 +233,6 @@ def load_for_training(configs: tuple, device: str):
     return st_model.float()
 
 
-def trainer_seed(random_state) -> int:
-    """The training seed drawn from a NumPy ``RandomState``.
-
-    ``SimilarityRegressor(random_state=n)`` and ``skembed fine-tune --seed n``
-    both draw it from ``RandomState(n)``, so they train the same model.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> trainer_seed(np.random.RandomState(0)) == trainer_seed(np.random.RandomState(0))
-    True
-    """
-    return int(random_state.randint(np.iinfo(np.int32).max))
-
-
 def _progress_callback(bar, n_members: int):
     from transformers import TrainerCallback
 

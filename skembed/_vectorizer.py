@@ -18,7 +18,6 @@ from numbers import Integral
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import normalize as normalize_rows
-from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
@@ -32,12 +31,15 @@ from ._config import (
     MISSING_POLICIES,
     PRECISIONS,
     EncoderConfig,
+    load_arguments,
 )
-from ._windows import WINDOW_OVERLAP
-from ._devices import device_type
+from ._devices import device_type, resolve_device
+from ._fingerprint import model_identity
 from ._input import unique_texts, validate_text_columns
 from ._label_tuning import LabelFineTuneConfig, train_on_labels
-from ._scratch import check_folder_exists, folder_for_fit
+from ._lifecycle import FINE_TUNING_DOC, FrozenParameters, all_or_nothing, fine_tune, fine_tuning_constraints
+from ._loading import check_model_location
+from ._registry import save_model
 from ._sklearn import (
     Interval,
     MatchesPattern,
@@ -46,7 +48,14 @@ from ._sklearn import (
     _check_y,
     _fit_context,
 )
-from ._training import trainer_seed
+from ._tuned import TunedEncoder
+from ._windows import WINDOW_OVERLAP
+
+#: The parameters that may change after fit: how vectors are computed, never what they
+#: are. Every other parameter is frozen at fit (see FrozenParameters).
+LIVE_PARAMETERS = frozenset({
+    "device", "batch_size", "show_progress_bar", "warn_on_truncation", "cache", "fine_tune_dir",
+})
 
 #: Show a progress bar from this many texts on, when ``show_progress_bar="auto"``: texts to
 #: encode, or texts a fine-tuning feeds the model.
@@ -73,7 +82,16 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
     does not depend on the order of the rows.
 
     The model is loaded on first use, once per process, and is never pickled:
-    a fitted vectorizer pickles to a few kilobytes.
+    a fitted vectorizer pickles to a few kilobytes (its model's name or folder
+    and the fingerprint that proves it is the same), unless it fine-tuned its
+    encoder: then the pickle carries the tuned weights, and loads anywhere.
+
+    What :meth:`fit` decides is frozen: every parameter but ``device``,
+    ``batch_size``, ``show_progress_bar``, ``warn_on_truncation``, ``cache``
+    and ``fine_tune_dir`` (how vectors are computed, not what they are) is
+    captured at fit, and :meth:`transform` refuses, with a
+    :class:`~skembed.ParameterChangedError` naming it, to run after one of
+    them changed. A hub model is pinned to the commit it had at fit.
 
     Parameters
     ----------
@@ -165,15 +183,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         The recipe of ``fine_tune``: overrides of the defaults (the best
         recipe measured), a recipe's name (``"setfit"``), or a
         :class:`~skembed.LabelFineTuneConfig`.
-    fine_tune_dir : str, path-like or None, default=None
-        Folder where :meth:`fit` saves the fine-tuned encoder (replacing what
-        is there). None uses a fresh temporary folder, deleted when the
-        vectorizer is garbage-collected or fitted again, or when the process
-        exits.
-    random_state : int, RandomState instance or None, default=None
-        Seeds fine-tuning (shuffling, batches, dropout); an int makes it
-        reproducible.
-
+{fine_tuning}
     Attributes
     ----------
     n_features_in_ : int
@@ -187,9 +197,10 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         transformers network followed by pooling, dense and normalisation
         modules), or ``SentenceTransformer.encode`` (every other model, e.g.
         static embeddings). Reading it loads the model if it is not loaded.
-    fine_tuned_model_ : str or None
-        Folder of the encoder fine-tuned in :meth:`fit` (what
-        :meth:`transform` embeds with), or None without ``fine_tune``.
+    fine_tuned_model_ : TunedEncoder or None
+        The encoder fine-tuned in :meth:`fit` (what :meth:`transform` embeds
+        with), or None without ``fine_tune``: ``os.fspath`` of it is a folder
+        that ``SentenceTransformer`` loads, and it pickles with its weights.
     fine_tune_history_ : dict of ndarray or None
         The training loss of that fine-tuning: arrays ``"step"``, ``"epoch"``
         and ``"loss"``, one entry per log (``pandas.DataFrame(...)`` makes it
@@ -230,38 +241,20 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         "show_progress_bar": ["boolean", StrOptions({"auto"})],
         "warn_on_truncation": ["boolean"],
         "cache": [None, str, os.PathLike, EmbeddingCache],
-        "fine_tune": ["boolean"],
-        "fine_tune_params": [dict, str, LabelFineTuneConfig, None],
-        "fine_tune_dir": [str, os.PathLike, None],
-        "random_state": ["random_state"],
+        **fine_tuning_constraints(LabelFineTuneConfig),
     }
 
     def __init__(
         self,
         model=DEFAULT_MODEL,
         *,
-        backend="sentence-transformers",
-        device="auto",
-        precision="float32",
-        max_seq_length=None,
-        prompt=None,
-        prompt_name=None,
-        truncate_dim=None,
-        long_texts="truncate",
-        window_overlap=WINDOW_OVERLAP,
-        max_windows=None,
-        revision=None,
-        trust_remote_code=False,
-        batch_size=32,
-        normalize=False,
-        handle_missing="error",
-        show_progress_bar="auto",
-        warn_on_truncation=True,
-        cache=None,
-        fine_tune=False,
-        fine_tune_params=None,
-        fine_tune_dir=None,
-        random_state=None,
+        backend="sentence-transformers", device="auto", precision="float32",
+        max_seq_length=None, prompt=None, prompt_name=None, truncate_dim=None,
+        long_texts="truncate", window_overlap=WINDOW_OVERLAP, max_windows=None,
+        revision=None, trust_remote_code=False,
+        batch_size=32, normalize=False, handle_missing="error",
+        show_progress_bar="auto", warn_on_truncation=True, cache=None,
+        fine_tune=False, fine_tune_params=None, fine_tune_dir=None, random_state=None,
     ):
         self.model = model
         self.backend = backend
@@ -296,23 +289,36 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         return tags
 
     def _encoder_config(self) -> EncoderConfig:
-        """The model options, as the engine, the registry and the cache read them: after a
-        fine-tuning fit, of the fine-tuned folder."""
-        config = EncoderConfig.from_params(self.get_params(deep=False))
-        tuned = getattr(self, "fine_tuned_model_", None)
-        return config if tuned is None else replace(config, model=tuned)
+        """The model options of the parameters as they are now (what fit reads)."""
+        return EncoderConfig.from_params(self.get_params(deep=False))
+
+    def _fitted_config(self) -> EncoderConfig:
+        """The model options fixed at fit, on the device asked now: what transform encodes
+        with. A fine-tuned encoder's folder, or a hub model pinned to its commit at fit."""
+        config = EncoderConfig.from_params({**self._frozen.values, "device": self.device})
+        if self.fine_tuned_model_ is not None:
+            return replace(config, model=os.fspath(self.fine_tuned_model_), revision=None)
+        identity = self._model_identity
+        if identity is not None and identity.startswith("hub:"):
+            return replace(config, revision=identity.rpartition("@")[2])
+        return config
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_runtime", None)  # the loaded model's plan: this process's alone
+        return state
 
     def _validate_columns(self, X, *, reset: bool):
-        return validate_text_columns(self, X, reset=reset, handle_missing=self.handle_missing)
+        handle_missing = self.handle_missing if reset else self._frozen["handle_missing"]
+        return validate_text_columns(self, X, reset=reset, handle_missing=handle_missing)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Check ``X`` and learn the number and names of its text columns.
 
         No text is embedded: the model has nothing to learn from ``X``.
-
         With ``fine_tune=True``, first fine-tune a copy of the model on the
-        class labels ``y``.
+        class labels ``y``. A fit that fails leaves the vectorizer as it was.
 
         Parameters
         ----------
@@ -325,8 +331,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         -------
         self : EmbeddingVectorizer
         """
-        columns = self._validate_columns(X, reset=True)
-        self._fit_model(columns, y)
+        self._fit(X, y)
         return self
 
     def transform(self, X):
@@ -341,33 +346,50 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples, ``n_features_in_ * embedding_dim_``), float32
         """
-        # embedding_dim_ is set last in fit: a fit that failed to load the model
-        # leaves the vectorizer unfitted, whatever else it set.
-        check_is_fitted(self, "embedding_dim_")
+        self._check_fitted()
         columns = self._validate_columns(X, reset=False)
         return self._embed_columns(columns)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit_transform(self, X, y=None):
         """Fit to ``X`` (and ``y``), then embed it; the same as ``fit(X, y).transform(X)``."""
-        columns = self._validate_columns(X, reset=True)
-        self._fit_model(columns, y)
-        return self._embed_columns(columns)
+        return self._embed_columns(self._fit(X, y))
 
-    def _fit_model(self, columns, y) -> None:
-        """Fine-tune if asked, open the cache and learn the dimension (from the cache when it
-        knows it)."""
-        self.fine_tuned_model_ = self.fine_tune_history_ = None
-        if self.fine_tune:
-            self._fine_tune(columns, y)
-        cache = resolve_cache(self.cache)
-        if cache is not None:
-            cache.open()
-        key = self._model_key(cache)
-        dim = None if key is None else cache.dimension(key)
-        self.embedding_dim_ = _engine.dimension(self._encoder_config()) if dim is None else dim
+    def _fit(self, X, y):
+        """Fit, all or nothing; returns the validated columns."""
+        with all_or_nothing(self):
+            columns = self._validate_columns(X, reset=True)
+            check_model_location(os.fspath(self.model))  # a mistyped path before any work
+            cache = resolve_cache(self.cache)
+            if cache is not None:
+                cache.open()  # a cache that cannot be written fails now, not after training
+            self._frozen = FrozenParameters(self, LIVE_PARAMETERS)
+            self.fine_tuned_model_ = self.fine_tune_history_ = None
+            if self.fine_tune:
+                self.fine_tuned_model_, self.fine_tune_history_ = self._fine_tune(columns, y)
+            self._runtime = {}
+            self._model_identity = None
+            # The key first: a cache file knows the digests of the model's files, which
+            # identifying the model would otherwise compute again.
+            key = self._model_key(cache, warn=False)
+            self._model_identity = self._identify_model()
+            key = key or self._model_key(cache)
+            dim = None if key is None else cache.dimension(key)
+            # Set last: a fit that failed to load the model leaves no embedding_dim_.
+            self.embedding_dim_ = self._plan().dimension if dim is None else dim
+        return columns
 
-    def _fine_tune(self, columns, y) -> None:
+    def _identify_model(self) -> str | None:
+        """The identity of the fitted model's files: a folder's digest or a hub commit
+        (loading the model first if the hub commit is not known yet)."""
+        config = self._fitted_config()
+        identity = model_identity(config.model, load_arguments(config))
+        if identity is None:  # a hub model not downloaded yet: load it, then read its commit
+            self._plan()
+            identity = model_identity(config.model, load_arguments(config))
+        return identity
+
+    def _fine_tune(self, columns, y) -> tuple:
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} with fine_tune=True requires y to be passed, but the "
@@ -386,7 +408,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
                 "continuous target, bin it into classes first."
             )
         recipe = LabelFineTuneConfig.from_params(self.fine_tune_params)
-        base = EncoderConfig.from_params(self.get_params(deep=False))
+        base = self._encoder_config()
         _engine.dimension(base)  # every model setting is checked on the model before training
         # Every column's texts, each with its row's label; a missing cell is no text.
         texts, labels = [], []
@@ -394,38 +416,81 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
             texts.extend(column[~missing].tolist())
             labels.append(np.asarray(y)[~missing])
         labels = np.concatenate(labels)
-        folder, discard = folder_for_fit(self, self.fine_tune_dir)
-        try:
-            self.fine_tune_history_ = train_on_labels(
-                base, texts, labels, folder,
-                recipe=recipe, seed=trainer_seed(check_random_state(self.random_state)),
-                show_progress_bar=wants_progress_bar(self.show_progress_bar,
-                                                     recipe.texts_read()),
-            )
-        except BaseException:
-            discard()
-            raise
-        self.fine_tuned_model_ = os.path.realpath(folder)
+        show = wants_progress_bar(self.show_progress_bar, recipe.texts_read())
 
-    def _check_fine_tuned_model(self) -> None:
-        if getattr(self, "fine_tuned_model_", None) is not None:
-            check_folder_exists(self.fine_tuned_model_)
+        def train(folder, seed):
+            return train_on_labels(base, texts, labels, folder, recipe=recipe, seed=seed,
+                                   show_progress_bar=show)
+
+        info = {"base_model": base.model, "target": "class labels", "n_examples": len(texts),
+                "recipe": recipe.to_dict()}
+        return fine_tune(train, info=info, random_state=self.random_state,
+                         copy_to=self.fine_tune_dir)
+
+    def _check_fitted(self) -> None:
+        """Fitted, and with the parameters it was fitted with."""
+        check_is_fitted(self, "embedding_dim_")
+        self._frozen.check(self)
+
+    def _plan(self) -> _engine.Plan:
+        """The engine's plan of the fitted model on the device asked now: prepared once,
+        again only when the device changes or its model was released."""
+        runtime = self.__dict__.setdefault("_runtime", {})
+        config = self._fitted_config()
+        device = resolve_device(config.device)
+        plan = runtime.get("plan")
+        if plan is None or not plan.live or runtime.get("device") != device:
+            if self.fine_tuned_model_ is not None:
+                self.fine_tuned_model_.check_folder()
+            found = model_identity(config.model, load_arguments(config))
+            if self._model_identity is not None and found != self._model_identity:
+                raise ValueError(
+                    f"The model {config.model!r} is not the one this {type(self).__name__} "
+                    f"was fitted with: its files changed since fit ({self._model_identity} "
+                    f"then, {found} now). Fit it again, or restore the model's files."
+                )
+            runtime["plan"], runtime["device"] = _engine.prepare(config), device
+        return runtime["plan"]
 
     @property
     def engine_(self) -> str:
-        check_is_fitted(self, "embedding_dim_")
-        return _engine.engine(self._encoder_config())
+        self._check_fitted()
+        return self._plan().engine
 
-    def _model_key(self, cache):
-        """The cache's key for this model; None without a cache or for an unknown hub model."""
+    def save_encoder(self, path) -> str:
+        """Save the encoder this fitted vectorizer embeds with to a folder.
+
+        The folder is an ordinary sentence-transformers folder:
+        ``SentenceTransformer(path)`` and ``EmbeddingVectorizer(model=path)``
+        load it. A fine-tuned encoder's files are copied exactly; a hub model
+        is saved from its weights.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination folder; created, or its files replaced.
+
+        Returns
+        -------
+        path : str
+            The absolute path of the folder.
+        """
+        self._check_fitted()
+        if self.fine_tuned_model_ is not None:
+            return self.fine_tuned_model_.save(path)
+        model = self._frozen["model"]
+        if isinstance(model, TunedEncoder):
+            return model.save(path)
+        return save_model(self._fitted_config(), path)
+
+    def _model_key(self, cache, warn: bool = True):
+        """The cache's key for the fitted model; None without a cache or for an unknown hub
+        model."""
         if cache is None:
             return None
-        config = self._encoder_config()
+        config = self._fitted_config()
         key = cache.model_key(config, device_type(config.device))
-        if key is None:  # a hub model not downloaded yet: load it, then read its commit
-            _engine.dimension(config)
-            key = cache.model_key(config, device_type(config.device))
-        if key is None:
+        if key is None and warn:
             _warn_once(
                 config.model,
                 f"The commit of hub model {config.model!r} cannot be resolved, so its "
@@ -440,8 +505,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         of texts it has already deduplicated (the regressor, the evaluation).
         Goes through the ``cache`` when there is one.
         """
-        check_is_fitted(self, "embedding_dim_")
-        self._check_fine_tuned_model()
+        self._check_fitted()
         cache = resolve_cache(self.cache)
         key = self._model_key(cache)
         if key is None:
@@ -456,11 +520,11 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
                 else:
                     vectors[missing] = computed
                 cache.store(key, todo, computed)
-        return normalize_rows(vectors, copy=False) if self.normalize else vectors
+        return normalize_rows(vectors, copy=False) if self._frozen["normalize"] else vectors
 
     def _encode(self, texts: list) -> np.ndarray:
         return _engine.encode(
-            self._encoder_config(), texts, batch_size=self.batch_size,
+            None, texts, plan=self._plan(), batch_size=self.batch_size,
             show_progress_bar=wants_progress_bar(self.show_progress_bar, len(texts)),
             warn_on_truncation=self.warn_on_truncation,
         )
@@ -472,13 +536,13 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         if columns.n_columns == 1 and len(texts) == columns.n_rows:
             # Every row is distinct, so the vectors already are the output in row
             # order: no second copy (it would double the peak memory).
-            if self.handle_missing == "zero":
+            if self._frozen["handle_missing"] == "zero":
                 vectors[columns.missing[0]] = 0.0
             return vectors
         out = np.empty((columns.n_rows, columns.n_columns, dim), dtype=np.float32)
         for j, (pos, missing) in enumerate(zip(positions, columns.missing)):
             out[:, j, :] = vectors[pos]
-            if self.handle_missing == "zero":
+            if self._frozen["handle_missing"] == "zero":
                 out[missing, j, :] = 0.0
         return out.reshape(columns.n_rows, columns.n_columns * dim)
 
@@ -495,6 +559,9 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
             return np.asarray([f"embedding_{i}" for i in dims], dtype=object)
         return np.asarray([f"{col}_{i}" for col in input_features for i in dims], dtype=object)
 
+
+EmbeddingVectorizer.__doc__ = EmbeddingVectorizer.__doc__.replace("{fine_tuning}\n",
+                                                                  FINE_TUNING_DOC)
 
 _WARNED: set = set()
 

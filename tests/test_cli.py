@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import skembed
 from skembed import EmbeddingVectorizer
 from skembed._cli import main
 
@@ -220,7 +221,8 @@ def test_fine_tune_saves_the_model_the_regressor_trains(tiny_model, pairs_csv, t
         fine_tune=True, fine_tune_params=FAST, fine_tune_dir=tmp_path / "ref", random_state=3,
     ).fit(X, y)
     texts = data.sentence1.tolist()
-    cli_vectors = EmbeddingVectorizer(str(out), device="cpu").fit_transform(texts)
+    encoder = str(out / "encoders" / "encoder-0")  # a plain sentence-transformers folder
+    cli_vectors = EmbeddingVectorizer(encoder, device="cpu").fit_transform(texts)
     np.testing.assert_array_equal(
         cli_vectors,
         EmbeddingVectorizer(reg.fine_tuned_model_, device="cpu").fit_transform(texts),
@@ -228,8 +230,16 @@ def test_fine_tune_saves_the_model_the_regressor_trains(tiny_model, pairs_csv, t
     assert not np.allclose(
         cli_vectors, EmbeddingVectorizer(tiny_model, device="cpu").fit_transform(texts)
     )
-    dev = evaluate_sts(str(out), texts, data.sentence2, y)
+    dev = evaluate_sts(encoder, texts, data.sentence2, y)
     assert f"spearman: {dev.spearman:.4f}" in printed and f"saved to {out}" in printed
+    # The folder is the fitted regressor (skembed.save), its card holds the dev figures.
+    np.testing.assert_array_equal(skembed.load(out).predict(X), reg.predict(X))
+    assert f"| dev Spearman (train.csv) | {dev.spearman:.4f}" in (out / "README.md").read_text()
+    # embed --pipeline embeds with the saved regressor's encoder.
+    lines = tmp_path / "lines.txt"
+    lines.write_text("\n".join(texts[:5]) + "\n")
+    assert main(["embed", str(lines), "--pipeline", str(out), "--out", str(tmp_path / "v.npy")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "v.npy"), cli_vectors[:5])
 
 
 @pytest.mark.parametrize(
@@ -469,3 +479,24 @@ def test_fine_tune_takes_a_recipe_name(tiny_model, tmp_path, monkeypatch):
         main(["fine-tune", "--train", str(pairs), "--out", str(tmp_path / "out"),
               "--params", "card", "--model", tiny_model])
     assert seen[0].loss == "mnrl" and seen[0].warmup_steps == 271  # the card's recipe
+
+
+def test_embed_with_a_saved_pipeline_uses_its_feature_steps_and_columns(tiny_model, tmp_path,
+                                                                        capsys):
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    table = pd.DataFrame({"id": [1, 2, 3, 4], "title": ["uno", "dos", "tres", "cuatro"]})
+    features = make_column_transformer((EmbeddingVectorizer(tiny_model, device="cpu"),
+                                        ["title"]))
+    pipeline = make_pipeline(features, LogisticRegression()).fit(table[["title"]], [0, 1, 0, 1])
+    saved = skembed.save(pipeline, tmp_path / "saved")
+    path = tmp_path / "table.csv"
+    table.to_csv(path, index=False)
+    out = tmp_path / "v.npy"
+    assert main(["embed", str(path), "--pipeline", saved, "--out", str(out)]) == 0
+    np.testing.assert_array_equal(np.load(out), pipeline[0].transform(table[["title"]]))
+    assert main(["embed", str(path), "--pipeline", saved, "--out", str(tmp_path / "w.npy"),
+                 "--truncate-dim", "8"]) == 2
+    assert "--truncate-dim cannot change it" in capsys.readouterr().err

@@ -34,7 +34,7 @@ def config(tiny_model):
 
 @pytest.fixture(scope="module")
 def plan(config):
-    return _engine._plan(config)
+    return _engine.prepare(config)
 
 
 def test_chunked_tokenization_equals_one_shot(plan, monkeypatch):
@@ -124,7 +124,7 @@ def test_tokens_match_the_transformers_tokenizer_call(plan):
 def test_unpadded_batches_run_without_a_mask(tiny_model, backend):
     import torch
 
-    plan = _engine._plan(encoder_config(tiny_model, backend=backend))
+    plan = _engine.prepare(encoder_config(tiny_model, backend=backend))
     transfers = _engine._Transfers("cpu", asynchronous=False)
     same_length = ["uno dos", "tres cuatro", "cinco seis"]
     assert len(set(_engine.tokenize(plan, same_length).lengths.tolist())) == 1
@@ -158,7 +158,7 @@ def test_bit_identical_under_permutation(config):
 
 def test_long_texts_are_truncated_to_max_seq_length(tiny_model):
     config = encoder_config(tiny_model, max_seq_length=16)
-    plan = _engine._plan(config)
+    plan = _engine.prepare(config)
     base = " ".join(["palabra"] * 40)
     texts = [base + " final uno", base + " otra cosa distinta", "corto"]
     tokens = _engine.tokenize(plan, texts)
@@ -197,7 +197,7 @@ def test_truncation_is_reported_once_per_call_with_count_and_longest(model_of_ki
 
 
 def test_a_text_that_fills_max_seq_length_exactly_is_not_reported(tiny_model):
-    plan = _engine._plan(encoder_config(tiny_model, max_seq_length=6))
+    plan = _engine.prepare(encoder_config(tiny_model, max_seq_length=6))
     text = "una frase de seis"
     assert len(_engine.token_ids(plan, [text], truncate=False)[0]) == 6
     with warnings.catch_warnings():

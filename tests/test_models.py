@@ -241,8 +241,8 @@ def _add_load_option(package: Path) -> None:
          "    local_files_only: bool = _option(loads=True)\n")
     edit("_vectorizer.py", '        "trust_remote_code": ["boolean"],\n',
          '        "trust_remote_code": ["boolean"],\n        "local_files_only": ["boolean"],\n')
-    edit("_vectorizer.py", "        trust_remote_code=False,\n",
-         "        trust_remote_code=False,\n        local_files_only=False,\n")
+    edit("_vectorizer.py", "        revision=None, trust_remote_code=False,\n",
+         "        revision=None, trust_remote_code=False, local_files_only=False,\n")
     edit("_vectorizer.py", "        self.trust_remote_code = trust_remote_code\n",
          "        self.trust_remote_code = trust_remote_code\n"
          "        self.local_files_only = local_files_only\n")

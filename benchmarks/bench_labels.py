@@ -5,7 +5,8 @@ whole train set: the accuracy on test (204 texts, 7 topics) and the training tim
 
 * frozen embeddings + LogisticRegression (``EmbeddingVectorizer()``),
 * skembed's fine-tuning on the labels (``EmbeddingVectorizer(fine_tune=True)``, its
-  default recipe, chosen on train and dev with benchmarks/label_sweep.py),
+  default recipe, chosen on train and dev with benchmarks/label_sweep.py), and the
+  same recipe without early stopping (``early_stopping=None``: the default before it),
 * setfit itself (optional: ``pip install setfit``), with its defaults,
 
 each followed by the same ``LogisticRegression`` (setfit: its own default head). The
@@ -47,19 +48,20 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def skembed_pipeline(fine_tune: bool, seed: int):
+def skembed_pipeline(fine_tune: bool, seed: int, params=None):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
     from skembed import EmbeddingVectorizer
 
     vectorizer = EmbeddingVectorizer(minilm_path(), device="cpu", fine_tune=fine_tune,
-                                     random_state=seed, show_progress_bar=False, batch_size=64)
+                                     fine_tune_params=params, random_state=seed,
+                                     show_progress_bar=False, batch_size=64)
     return make_pipeline(vectorizer, LogisticRegression(max_iter=2000))
 
 
-def run_skembed(fine_tune: bool, train, test, seed: int) -> dict:
-    pipe = skembed_pipeline(fine_tune, seed)
+def run_skembed(fine_tune: bool, train, test, seed: int, params=None) -> dict:
+    pipe = skembed_pipeline(fine_tune, seed, params)
     start = time.perf_counter()
     pipe.fit(train.text.tolist(), train.category.to_numpy())
     seconds = time.perf_counter() - start
@@ -87,7 +89,8 @@ def run_setfit(train, test, seed: int, num_iterations=None) -> dict:
     return {"accuracy": accuracy, "seconds": seconds}
 
 
-METHODS = ("frozen + LogisticRegression", "skembed fine_tune=True", "setfit")
+METHODS = ("frozen + LogisticRegression", "skembed fine_tune=True",
+           "skembed fine_tune=True, no early stopping", "setfit")
 
 
 def table(rows: list) -> str:
@@ -111,6 +114,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--no-full", action="store_true", help="skip the whole train set")
     parser.add_argument("--no-setfit", action="store_true")
+    parser.add_argument("--no-old-default", action="store_true",
+                        help="leave out the default recipe without early stopping")
     parser.add_argument("--full-setfit-iterations", type=int, default=5,
                         help="setfit's num_iterations on the whole train set (its default "
                         "sampling there makes 420,000 pairs: hours)")
@@ -146,6 +151,9 @@ def main(argv=None) -> int:
         setting = "all (701)" if per_class is None else str(per_class)
         runs = [("frozen + LogisticRegression", lambda: run_skembed(False, part, test, seed)),
                 ("skembed fine_tune=True", lambda: run_skembed(True, part, test, seed))]
+        if not args.no_old_default:
+            runs.append(("skembed fine_tune=True, no early stopping",
+                         lambda: run_skembed(True, part, test, seed, {"early_stopping": None})))
         if not args.no_setfit:
             iterations = args.full_setfit_iterations if per_class is None else None
             runs.append(("setfit", lambda: run_setfit(part, test, seed, iterations)))

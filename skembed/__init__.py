@@ -12,7 +12,8 @@ from ._evaluation import (
 )
 from ._finetune import FineTuneConfig
 from ._input import MissingTextError
-from ._label_tuning import LabelFineTuneConfig
+from ._label_tuning import LabelFineTuneConfig, SetFitConfig
+from ._number_tuning import NumericFineTuneConfig
 from ._config import DEFAULT_MODEL
 from ._lifecycle import ParameterChangedError
 from ._loading import ModelLoadError
@@ -33,9 +34,11 @@ __all__ = [
     "LabelFineTuneConfig",
     "MissingTextError",
     "ModelLoadError",
+    "NumericFineTuneConfig",
     "ParameterChangedError",
     "STSResult",
     "SavedEstimatorError",
+    "SetFitConfig",
     "SimilarityRegressor",
     "TruncationWarning",
     "TunedEncoder",

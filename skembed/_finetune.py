@@ -93,10 +93,18 @@ class FineTuneConfig(TrainingRecipe):
                 "must hold no duplicate text."
             )
 
-    def texts_read(self, n_pairs: int) -> int:
-        """Texts this recipe feeds the model for ``n_pairs`` pairs (what
-        ``show_progress_bar="auto"`` counts)."""
-        return int(np.ceil(n_pairs * self.epochs)) * 2 * self.soup
+    N_COLUMNS: ClassVar[int] = 2
+
+    def texts_read(self, n_examples: int) -> int:
+        return int(np.ceil(n_examples * self.epochs)) * 2 * self.soup
+
+    def training_run(self, examples, seed: int) -> TrainingRun:
+        """``examples``: ``(sentences1, sentences2, scores in [0, 1])``."""
+        sentences1, sentences2, unit_scores = examples
+        return TrainingRun(
+            dataset=_training_dataset(sentences1, sentences2, unit_scores, self),
+            make_loss=_make_loss(self), batch_sampler=_batch_sampler(self), epochs=self.epochs,
+        )
 
 
 FineTuneConfig.__doc__ = FineTuneConfig.__doc__.format(common=settings_doc(FineTuneConfig))
@@ -277,12 +285,6 @@ def train_encoder(
         )
     scores = np.asarray(scores, dtype=np.float64)
     low, high = score_range if score_range is not None else (scores.min(), scores.max())
-    run = TrainingRun(
-        dataset=_training_dataset(sentences1, sentences2, rescale_scores(scores, low, high),
-                                  recipe),
-        make_loss=_make_loss(recipe),
-        batch_sampler=_batch_sampler(recipe),
-        epochs=recipe.epochs,
-    )
+    run = recipe.training_run((sentences1, sentences2, rescale_scores(scores, low, high)), seed)
     return run_training(configs, run, recipe, output_dir, seed=seed,
                         show_progress_bar=show_progress_bar)

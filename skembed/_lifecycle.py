@@ -115,11 +115,11 @@ class FrozenParameters:
 
 
 # -- one fine-tuning lifecycle ----------------------------------------------------------
-def fine_tuning_constraints(recipe_class) -> dict:
+def fine_tuning_constraints(*recipe_classes) -> dict:
     """The ``_parameter_constraints`` of the fine-tuning parameters both estimators have."""
     return {
         "fine_tune": ["boolean"],
-        "fine_tune_params": [dict, str, recipe_class, None],
+        "fine_tune_params": [dict, str, *recipe_classes, None],
         "fine_tune_dir": [str, os.PathLike, None],
         "random_state": ["random_state"],
     }

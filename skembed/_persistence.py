@@ -29,8 +29,9 @@ from sklearn.utils.validation import check_is_fitted
 from ._cache import EmbeddingCache
 from ._finetune import FineTuneConfig
 from ._heads import MonotoneInterpolation
-from ._label_tuning import LabelFineTuneConfig
+from ._label_tuning import LabelFineTuneConfig, SetFitConfig
 from ._lifecycle import FrozenParameters
+from ._number_tuning import NumericFineTuneConfig
 from ._regressor import SimilarityRegressor
 from ._tuned import TunedEncoder, loading, saving
 from ._vectorizer import EmbeddingVectorizer
@@ -44,7 +45,7 @@ TRUSTED_TYPES = tuple(
     f"{cls.__module__}.{cls.__qualname__}"
     for cls in (EmbeddingVectorizer, SimilarityRegressor, MonotoneInterpolation,
                 FrozenParameters, TunedEncoder, FineTuneConfig, LabelFineTuneConfig,
-                EmbeddingCache, frozenset)
+                SetFitConfig, NumericFineTuneConfig, EmbeddingCache, frozenset)
 )
 #: Weight files that are read with pickle (torch.load): never loaded from a saved folder.
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")

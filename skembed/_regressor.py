@@ -100,8 +100,8 @@ class SimilarityRegressor(RegressorMixin, BaseEstimator):
         with its weights.
     fine_tune_history_ : dict of ndarray or None
         The training loss logged during fine-tuning, as scikit-learn's
-        ``cv_results_``: arrays ``"step"``, ``"epoch"`` and ``"loss"``, one
-        entry per log; ``pandas.DataFrame(fine_tune_history_)`` makes it a
+        ``cv_results_``: arrays ``"step"``, ``"epoch"``, ``"loss"`` and
+        ``"stopped"`` (why training stopped early, at that log), one entry per log; ``pandas.DataFrame(fine_tune_history_)`` makes it a
         table, ``.plot(x="step", y="loss")`` a figure.
     n_features_in_ : int
         Number of text columns seen in :meth:`fit`.

@@ -62,7 +62,14 @@ _COMMON_SETTINGS = (
      "``seed + 1``, ..., and keep the average of their weights (a uniform \"model soup\"): "
      "usually better than any one of them, at ``soup`` times the training time and no "
      "extra cost to use."),
+    ("early_stopping", "int or None", "Stop when the logged training loss has been zero "
+     "(below 1e-6: no example left inside the margin) for this many logs in a row (a log "
+     "every eighth of the steps, at most every 50); None trains for every step. The "
+     "history's ``\"stopped\"`` says where and why it stopped."),
 )
+
+#: A logged loss at most this is zero: every example of the interval is already learned.
+ZERO_LOSS = 1e-6
 
 
 def settings_doc(recipe_class) -> str:
@@ -91,6 +98,12 @@ class TrainingRecipe:
     freeze_embeddings: bool = True
     attn_implementation: str = "auto"
     soup: int = 1
+    early_stopping: int | None = None
+
+    #: Recipes by name (``fine_tune_params="card"``): each recipe class has its own.
+    NAMED: ClassVar[dict] = {"default": {}}
+    #: How many text columns the recipe's examples have (pairs: 2).
+    N_COLUMNS: ClassVar[int] = 1
 
     #: The constraints of the common settings; each recipe adds its own.
     _parameter_constraints: ClassVar[dict] = {
@@ -105,6 +118,7 @@ class TrainingRecipe:
         "freeze_embeddings": ["boolean"],
         "attn_implementation": [StrOptions(set(ATTENTION))],
         "soup": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": [Interval(Integral, 1, None, closed="left"), None],
     }
 
     def __post_init__(self):
@@ -141,6 +155,17 @@ class TrainingRecipe:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    # -- what each recipe says for itself: its examples, its loss, its budget ----------
+    def training_run(self, examples, seed: int) -> TrainingRun:
+        """The :class:`TrainingRun` of this recipe on ``examples`` (the recipe's own kind
+        of data: scored pairs, labelled texts, texts with numbers)."""
+        raise NotImplementedError
+
+    def texts_read(self, n_examples: int) -> int:
+        """Texts this recipe feeds the model for ``n_examples`` examples (what
+        ``show_progress_bar="auto"`` counts)."""
+        raise NotImplementedError
 
 
 def resolve_bf16(setting, device: str) -> bool:
@@ -295,14 +320,16 @@ def run_training(configs: tuple, run: TrainingRun, recipe: TrainingRecipe, outpu
 
     device = load_request(configs[0]).device
     bf16 = resolve_bf16(recipe.bf16, device)
-    histories, weight_sum = [], None
+    histories, stops, weight_sum = [], [], None
     bar = tqdm(total=None, desc="Fine-tuning", unit="step", leave=False, file=sys.stderr,
                disable=not show_progress_bar)
     with bar, quiet_transformers():
         for member_seed in range(seed, seed + recipe.soup):
+            stopper = _EarlyStopping(recipe.early_stopping)
             st_model, history = _train_one(configs, run, recipe, member_seed, device, bf16,
-                                           _progress_callback(bar, recipe.soup))
+                                           [_progress_callback(bar, recipe.soup), stopper])
             histories.append(history)
+            stops.append(stopper.stopped_at)
             if recipe.soup > 1:
                 weight_sum = _add_weights(weight_sum, st_model.state_dict())
         if recipe.soup > 1:
@@ -313,17 +340,51 @@ def run_training(configs: tuple, run: TrainingRun, recipe: TrainingRecipe, outpu
         os.makedirs(output_dir, exist_ok=True)
         st_model.save(os.fspath(output_dir))
     unload_models(output_dir)  # this process may hold the folder's previous weights
-    # Members log at the same steps: the soup's loss is their mean.
-    logs = np.asarray(histories, dtype=np.float64).reshape(len(histories), -1, 3)
+    # Members log at the same steps (until one stops early): the soup's loss is their mean.
+    n_logs = min(len(history) for history in histories)
+    logs = np.asarray([history[:n_logs] for history in histories],
+                      dtype=np.float64).reshape(len(histories), -1, 3)
+    stopped = np.full(n_logs, "", dtype=object)
+    if n_logs and any(step is not None for step in stops):
+        last = max(step for step in stops if step is not None)
+        stopped[-1] = (f"stopped early at step {last} of {stopper.max_steps}: the loss was "
+                       f"zero for {recipe.early_stopping} logs in a row")
     return {
         "step": logs[0, :, 0].astype(np.int64),
         "epoch": logs[0, :, 1],
         "loss": logs[:, :, 2].mean(axis=0),
+        "stopped": stopped,
     }
 
 
+class _EarlyStopping:
+    """A trainer callback: stop once ``patience`` logs in a row have a zero loss."""
+
+    def __init__(self, patience: int | None):
+        self.patience = patience
+        self.zeros = 0
+        self.stopped_at = self.max_steps = None
+
+    def callback(self):
+        from transformers import TrainerCallback
+
+        owner = self
+
+        class StopOnZeroLoss(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                owner.max_steps = state.max_steps
+                if owner.patience is None or not logs or "loss" not in logs:
+                    return
+                owner.zeros = owner.zeros + 1 if float(logs["loss"]) <= ZERO_LOSS else 0
+                if owner.zeros >= owner.patience:
+                    owner.stopped_at = state.global_step
+                    control.should_training_stop = True
+
+        return StopOnZeroLoss()
+
+
 def _train_one(configs: tuple, run: TrainingRun, recipe: TrainingRecipe, seed: int,
-               device: str, bf16: bool, progress):
+               device: str, bf16: bool, callbacks: list):
     """One fine-tuning run from the checkpoint; the trained model and its losses."""
     from sentence_transformers import SentenceTransformerTrainer
     from transformers import PrinterCallback, ProgressCallback, set_seed
@@ -352,7 +413,9 @@ def _train_one(configs: tuple, run: TrainingRun, recipe: TrainingRecipe, seed: i
         # Neither the trainer's bar (it writes its logs to stdout) nor its printer.
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
-        trainer.add_callback(progress)
+        for callback in callbacks:
+            trainer.add_callback(callback.callback() if hasattr(callback, "callback")
+                                 else callback)
         trainer.train()
         history = [(log["step"], log["epoch"], log["loss"])
                    for log in trainer.state.log_history if "loss" in log]

@@ -36,9 +36,11 @@ from ._config import (
 from ._devices import device_type, resolve_device
 from ._fingerprint import model_identity
 from ._input import unique_texts, validate_text_columns
-from ._label_tuning import LabelFineTuneConfig, train_on_labels
+from ._label_tuning import train_on_labels
 from ._lifecycle import FINE_TUNING_DOC, FrozenParameters, all_or_nothing, fine_tune, fine_tuning_constraints
 from ._loading import check_model_location
+from ._number_tuning import NumericFineTuneConfig, train_on_numbers
+from ._recipes import RECIPE_CLASSES, vectorizer_recipe
 from ._registry import save_model
 from ._sklearn import (
     Interval,
@@ -171,18 +173,23 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         does not load the model. A cache that cannot be written is an error
         in :meth:`fit`, before any text is embedded.
     fine_tune : bool, default=False
-        Fine-tune a copy of the model on the class labels ``y`` in
-        :meth:`fit` (texts of one class pulled together, of different classes
-        pushed apart, batch by batch), then embed with it: ``fit(X, y)`` of a
-        ``Pipeline`` with a classifier after it adapts the encoder to the
-        task. ``y`` is binary or multiclass (strings or numbers); with
-        several text columns, one encoder is tuned on the texts of all of
-        them, each with its row's label. See
-        :class:`~skembed.LabelFineTuneConfig` for the recipe.
-    fine_tune_params : dict, str, LabelFineTuneConfig or None, default=None
-        The recipe of ``fine_tune``: overrides of the defaults (the best
-        recipe measured), a recipe's name (``"setfit"``), or a
-        :class:`~skembed.LabelFineTuneConfig`.
+        Fine-tune a copy of the model on the target ``y`` in :meth:`fit`,
+        then embed with it: ``fit(X, y)`` of a ``Pipeline`` with a classifier
+        or a regressor after it adapts the encoder to the task. Class labels
+        (binary or multiclass, strings or numbers): texts of one class pulled
+        together, of different classes pushed apart, batch by batch
+        (:class:`~skembed.LabelFineTuneConfig`). A continuous ``y`` (a price, a
+        rating, a score): texts with close values pulled together
+        (:class:`~skembed.NumericFineTuneConfig`). With several text columns,
+        one encoder is tuned on the texts of all of them, each with its row's
+        target. Memory and time grow with the steps of the recipe, not with
+        the number of texts.
+    fine_tune_params : dict, str, recipe or None, default=None
+        The recipe of ``fine_tune``: None for the best recipe measured for the
+        kind of ``y``, a dict of overrides of it, a recipe's name
+        (``"labels"``, ``"setfit"``, ``"numbers"``: integer ratings tuned as
+        numbers), or a :class:`~skembed.LabelFineTuneConfig`,
+        :class:`~skembed.SetFitConfig` or :class:`~skembed.NumericFineTuneConfig`.
 {fine_tuning}
     Attributes
     ----------
@@ -202,9 +209,10 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         with), or None without ``fine_tune``: ``os.fspath`` of it is a folder
         that ``SentenceTransformer`` loads, and it pickles with its weights.
     fine_tune_history_ : dict of ndarray or None
-        The training loss of that fine-tuning: arrays ``"step"``, ``"epoch"``
-        and ``"loss"``, one entry per log (``pandas.DataFrame(...)`` makes it
-        a table).
+        The training loss of that fine-tuning: arrays ``"step"``, ``"epoch"``,
+        ``"loss"`` and ``"stopped"`` (empty but at the log where early
+        stopping ended training, which says why), one entry per log
+        (``pandas.DataFrame(...)`` makes it a table).
 
     See Also
     --------
@@ -241,7 +249,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         "show_progress_bar": ["boolean", StrOptions({"auto"})],
         "warn_on_truncation": ["boolean"],
         "cache": [None, str, os.PathLike, EmbeddingCache],
-        **fine_tuning_constraints(LabelFineTuneConfig),
+        **fine_tuning_constraints(*RECIPE_CLASSES),
     }
 
     def __init__(
@@ -393,37 +401,30 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} with fine_tune=True requires y to be passed, but the "
-                "target y is None: it learns from class labels, call fit(X, y)."
+                "target y is None: it learns from class labels or numbers, call fit(X, y)."
             )
         y = _check_y(y, estimator=self)
         check_consistent_length(columns.columns[0], y)
-        kind = type_of_target(y, input_name="y")
-        if kind == "unknown":
-            raise ValueError(f"Unknown label type: fine_tune=True learns from class labels "
-                             f"(strings or numbers), got y of dtype {np.asarray(y).dtype}.")
-        if kind not in ("binary", "multiclass"):
-            raise ValueError(
-                f"fine_tune=True learns from class labels; y is {kind!r}. For scores of "
-                "sentence pairs use SimilarityRegressor(fine_tune=True); to tune on a "
-                "continuous target, bin it into classes first."
-            )
-        recipe = LabelFineTuneConfig.from_params(self.fine_tune_params)
+        recipe, targets = vectorizer_recipe(self.fine_tune_params, y)
+        numeric = isinstance(recipe, NumericFineTuneConfig)
         base = self._encoder_config()
         _engine.dimension(base)  # every model setting is checked on the model before training
-        # Every column's texts, each with its row's label; a missing cell is no text.
-        texts, labels = [], []
+        # Every column's texts, each with its row's target; a missing cell is no text.
+        texts, rows = [], []
         for column, missing in zip(columns.columns, columns.missing):
             texts.extend(column[~missing].tolist())
-            labels.append(np.asarray(y)[~missing])
-        labels = np.concatenate(labels)
-        show = wants_progress_bar(self.show_progress_bar, recipe.texts_read())
+            rows.append(targets[~missing])
+        targets = np.concatenate(rows)
+        show = wants_progress_bar(self.show_progress_bar, recipe.texts_read(len(texts)))
+        train_on = train_on_numbers if numeric else train_on_labels
 
         def train(folder, seed):
-            return train_on_labels(base, texts, labels, folder, recipe=recipe, seed=seed,
-                                   show_progress_bar=show)
+            return train_on(base, texts, targets, folder, recipe=recipe, seed=seed,
+                            show_progress_bar=show)
 
-        info = {"base_model": base.model, "target": "class labels", "n_examples": len(texts),
-                "recipe": recipe.to_dict()}
+        info = {"base_model": base.model, "target": "numbers" if numeric else "class labels",
+                "n_examples": len(texts), "recipe": {"name": type(recipe).__name__,
+                                                     **recipe.to_dict()}}
         return fine_tune(train, info=info, random_state=self.random_state,
                          copy_to=self.fine_tune_dir)
 

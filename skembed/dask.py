@@ -7,9 +7,11 @@ a Dask DataFrame that keeps the index and divisions. It only calls Dask's own
 any Dask scheduler: threads, processes or a ``distributed`` cluster.
 
 What travels in the task graph is the estimator, which pickles to a few
-kilobytes: its model is never pickled. Each worker process loads the model
-the first time one of its tasks needs it and keeps it for the following
-tasks; a worker that restarts loads it again by itself.
+kilobytes: its model is never pickled, unless it was fine-tuned (then its
+tuned weights travel with it, as in any pickle of it, and each worker writes
+them to a folder of its own). Each worker process loads the model the first
+time one of its tasks needs it and keeps it for the following tasks; a worker
+that restarts loads it again by itself.
 
 This module needs the optional dependencies of ``skembed[dask]``.
 """

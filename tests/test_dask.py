@@ -307,3 +307,17 @@ def test_killed_worker_job_completes_identically(client, tiny_model, frame, tmp_
     again = embed(_vectorizer(tiny_model), ddf, columns=["a", "b"]).compute()
     np.testing.assert_allclose(again, local, atol=ATOL, rtol=0)
     assert client.run(_worker_loads, workers=[replacement]) == {replacement: 1}
+
+
+@pytest.mark.slow
+def test_a_fine_tuned_vectorizer_embeds_on_the_workers_with_its_weights_once(client, tiny_model,
+                                                                             frame):
+    texts = frame["a"].tolist()[:24]
+    tuned = _vectorizer(tiny_model, fine_tune=True, random_state=0,
+                        fine_tune_params={"steps": 2, "batch_size": 8}).fit(texts, [0, 1] * 12)
+    weights = len(pickle.dumps(tuned))
+    ddf = dd.from_pandas(frame, npartitions=6, sort=False)["a"]
+    embedded = embed(tuned, ddf)
+    graph = len(cloudpickle.dumps(dict(embedded.__dask_graph__())))
+    assert graph < 1.5 * weights  # one copy of the weights, not one a partition
+    np.testing.assert_allclose(embedded.compute(), tuned.transform(frame["a"]), atol=ATOL, rtol=0)

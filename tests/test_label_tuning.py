@@ -20,7 +20,7 @@ from sklearn.preprocessing import StandardScaler
 
 from skembed import EmbeddingVectorizer, LabelFineTuneConfig, SimilarityRegressor, pair_similarity
 from skembed._cache import resolve_cache
-from skembed._label_tuning import sample_pairs
+from skembed._sampling import sample_pairs
 
 pytestmark = pytest.mark.extras  # fine-tuning needs datasets and accelerate
 
@@ -70,7 +70,7 @@ def test_fit_tunes_a_copy_of_the_encoder_on_the_labels(tiny_model, topics):
     # The vectors are those of the saved folder, as any user of it gets them.
     np.testing.assert_array_equal(
         tuned, EmbeddingVectorizer(str(folder), device="cpu").fit_transform(texts))
-    assert list(tuner.fine_tune_history_) == ["step", "epoch", "loss"]
+    assert list(tuner.fine_tune_history_) == ["step", "epoch", "loss", "stopped"]
     assert tuner.fine_tune_history_["step"][-1] == FAST["steps"]
     # The same seed trains the same model, bit for bit.
     again = _tuner(tiny_model).fit(texts, labels)
@@ -126,7 +126,7 @@ def test_grid_search_over_fine_tuning_and_a_column_transformer(tiny_model, topic
 
 
 @pytest.mark.parametrize("X, y, error, match", [
-    (["a", "b", "c", "d"], [0.5, 1.7, 2.2, 3.9], ValueError, "y is 'continuous'"),
+    (["a", "b", "c", "d"], [[0, 1], [1, 0], [0, 1], [1, 0]], ValueError, "y should be a 1d array"),
     (["a", "b", "c", "d"], None, ValueError, r"requires y to be passed.*call fit\(X, y\)"),
     (["a", "b", "c", "d"], [1, 1, 1, 1], ValueError, "got 1 class"),
     (["a", "b", "c", "d"], [0, 1, 2, 3], ValueError, "two classes of two distinct texts"),
@@ -268,8 +268,12 @@ def test_the_default_recipe_is_the_one_measured_and_setfit_is_named():
         "batch_all", 100, 32, 0.25)
     assert (recipe.learning_rate, recipe.dropout, recipe.freeze_embeddings, recipe.bf16) == (
         1e-4, 0.0, True, "auto")
-    setfit = LabelFineTuneConfig.from_params("setfit")
-    assert (setfit.loss, setfit.batch_size, setfit.learning_rate) == ("pairs", 16, 2e-5)
+    from skembed import SetFitConfig
+    from skembed._recipes import vectorizer_recipe
+
+    setfit, _ = vectorizer_recipe("setfit", ["a", "b"])
+    assert isinstance(setfit, SetFitConfig)
+    assert (setfit.batch_size, setfit.learning_rate, setfit.steps) == (16, 2e-5, 168)
 
 
 def test_a_bad_model_setting_fails_before_training(tiny_model, topics, monkeypatch):

@@ -18,7 +18,6 @@ from numbers import Integral
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import normalize as normalize_rows
-from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from . import _engine
@@ -37,7 +36,13 @@ from ._devices import device_type, resolve_device
 from ._fingerprint import model_identity
 from ._input import unique_texts, validate_text_columns
 from ._label_tuning import train_on_labels
-from ._lifecycle import FINE_TUNING_DOC, FrozenParameters, all_or_nothing, fine_tune, fine_tuning_constraints
+from ._lifecycle import (
+    FINE_TUNING_DOC,
+    FrozenParameters,
+    all_or_nothing,
+    fine_tune,
+    fine_tuning_constraints,
+)
 from ._loading import check_model_location
 from ._number_tuning import NumericFineTuneConfig, train_on_numbers
 from ._recipes import RECIPE_CLASSES, vectorizer_recipe

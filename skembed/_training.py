@@ -68,6 +68,10 @@ _COMMON_SETTINGS = (
      "history's ``\"stopped\"`` says where and why it stopped."),
 )
 
+#: Constraints shared by the recipes' own fields: a budget of optimiser steps, a scale.
+STEPS = [Interval(Integral, 1, None, closed="left")]
+POSITIVE = [Interval(Real, 0, None, closed="neither")]
+
 #: A logged loss at most this is zero: every example of the interval is already learned.
 ZERO_LOSS = 1e-6
 
@@ -166,6 +170,11 @@ class TrainingRecipe:
         """Texts this recipe feeds the model for ``n_examples`` examples (what
         ``show_progress_bar="auto"`` counts)."""
         raise NotImplementedError
+
+    @property
+    def n_columns(self) -> int:
+        """How many text columns each example has (each trained as its config says)."""
+        return self.N_COLUMNS
 
 
 def resolve_bf16(setting, device: str) -> bool:

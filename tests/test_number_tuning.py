@@ -166,3 +166,26 @@ def test_the_setfit_recipe_trains_on_sampled_pairs(tiny_model):
     assert tuner.fine_tuned_model_.info["recipe"]["name"] == "SetFitConfig"
     model = make_pipeline(tuner, LogisticRegression()).fit(texts, labels)
     assert model.predict(texts).shape == (18,)
+
+
+def test_rank_n_contrast_prefers_vectors_ordered_as_the_targets():
+    import torch
+
+    from skembed._number_tuning import _rank_loss_class
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, vectors):
+            super().__init__()
+            self.vectors = vectors
+
+        def forward(self, features):
+            return {"sentence_embedding": self.vectors}
+
+    targets = torch.tensor([1.0, 1.1, 3.0, 3.2])
+    ordered = torch.tensor([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0], [0.1, 0.99]])
+    shuffled = ordered[[0, 2, 1, 3]]  # texts 0 and 2 close, their targets far apart
+    loss = _rank_loss_class()
+    assert loss(Fixed(ordered), 10.0)([{}], targets) < loss(Fixed(shuffled), 10.0)([{}], targets)
+    # The anchor's nearest target has every other text as a rival: the loss is a proper
+    # cross-entropy, never negative.
+    assert loss(Fixed(ordered), 10.0)([{}], targets) > 0

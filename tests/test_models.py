@@ -125,11 +125,11 @@ def test_temporary_fine_tuned_folders_go_with_their_estimator(tiny_model, stsb_d
     X, y = data[["sentence1", "sentence2"]], data["similarity_score"]
     reg = SimilarityRegressor(
         EmbeddingVectorizer(tiny_model, device="cpu", show_progress_bar=False),
-        fine_tune=True, fine_tune_params=FineTuneConfig.from_params(FAST), random_state=0,
+        fine_tune=True, fine_tune_params=FineTuneConfig.from_params(FAST), random_state=201,
     ).fit(X, y)
     first = Path(reg.fine_tuned_model_)
     assert (first / "modules.json").is_file()
-    reg.set_params(random_state=1).fit(X, y)  # a refit to other weights replaces the folder
+    reg.set_params(random_state=202).fit(X, y)  # a refit to other weights replaces the folder
     gc.collect()
     second = Path(reg.fine_tuned_model_)
     assert second != first and not first.exists() and second.is_dir()

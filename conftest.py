@@ -251,6 +251,17 @@ def minilm() -> str:
 
 
 @pytest.fixture(scope="session")
+def topics():
+    """24 SIB-200 English sentences, 6 of each of 4 topics, and their labels."""
+    import pandas as pd
+
+    train = pd.read_csv(SHARED / "data" / "sib200" / "eng_Latn" / "train.tsv", sep="\t")
+    kept = train[train.category.isin(["sports", "health", "travel", "politics"])]
+    picked = kept.groupby("category").head(6).reset_index(drop=True)
+    return picked.text.tolist(), picked.category.to_numpy()
+
+
+@pytest.fixture(scope="session")
 def stsb_dir() -> Path:
     return STSB_DIR
 

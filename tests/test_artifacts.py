@@ -44,14 +44,6 @@ PAIRS = {"epochs": 1, "batch_size": 16, "soup": 1, "learning_rate": 1e-3}
 
 
 @pytest.fixture(scope="module")
-def topics():
-    train = pd.read_csv(SHARED / "data" / "sib200" / "eng_Latn" / "train.tsv", sep="\t")
-    kept = train[train.category.isin(["sports", "health", "travel", "politics"])]
-    picked = kept.groupby("category").head(6).reset_index(drop=True)
-    return picked.text.tolist(), picked.category.to_numpy()
-
-
-@pytest.fixture(scope="module")
 def pairs():
     data = pd.read_csv(SHARED / "data" / "stsb_multi_mt_es" / "train.csv").head(32)
     return data[["sentence1", "sentence2"]], data["similarity_score"].to_numpy()

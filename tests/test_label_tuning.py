@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SHARED
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
@@ -26,15 +25,6 @@ pytestmark = pytest.mark.extras  # fine-tuning needs datasets and accelerate
 
 #: A few steps at a large rate: the tiny random model moves at once.
 FAST = {"steps": 3, "batch_size": 8, "learning_rate": 1e-3}
-
-
-@pytest.fixture(scope="module")
-def topics():
-    """24 SIB-200 English sentences, 6 of each of 4 topics, and their labels."""
-    train = pd.read_csv(SHARED / "data" / "sib200" / "eng_Latn" / "train.tsv", sep="\t")
-    kept = train[train.category.isin(["sports", "health", "travel", "politics"])]
-    picked = kept.groupby("category").head(6).reset_index(drop=True)
-    return picked.text.tolist(), picked.category.to_numpy()
 
 
 @pytest.fixture

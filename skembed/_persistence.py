@@ -33,7 +33,7 @@ from ._label_tuning import LabelFineTuneConfig, SetFitConfig
 from ._lifecycle import FrozenParameters
 from ._number_tuning import NumericFineTuneConfig
 from ._regressor import SimilarityRegressor
-from ._tuned import TunedEncoder, loading, saving
+from ._tuned import QuantizedModel, TunedEncoder, loading, saving
 from ._vectorizer import EmbeddingVectorizer
 
 FORMAT = "skembed-estimator"
@@ -44,7 +44,7 @@ ESTIMATOR_FILE = "estimator.skops"
 TRUSTED_TYPES = tuple(
     f"{cls.__module__}.{cls.__qualname__}"
     for cls in (EmbeddingVectorizer, SimilarityRegressor, MonotoneInterpolation,
-                FrozenParameters, TunedEncoder, FineTuneConfig, LabelFineTuneConfig,
+                FrozenParameters, TunedEncoder, QuantizedModel, FineTuneConfig, LabelFineTuneConfig,
                 SetFitConfig, NumericFineTuneConfig, EmbeddingCache, frozenset)
 )
 #: Weight files that are read with pickle (torch.load): never loaded from a saved folder.

@@ -1,4 +1,8 @@
-"""A fine-tuned encoder as a value: its weights travel with the estimator that tuned it.
+"""Weights made at fit as values: they travel with the estimator that made them.
+
+:class:`TunedEncoder` is a fine-tuned encoder; :class:`QuantizedModel` an
+OpenVINO model quantised to int8 on the fit texts. What follows says it of
+the first; the second is the same kind of value, for its own folder.
 
 Fine-tuning writes a sentence-transformers folder; :class:`TunedEncoder` owns
 it. The folder lives while a :class:`TunedEncoder` of its content lives in
@@ -68,6 +72,9 @@ class TunedEncoder(os.PathLike):
         How it was made: ``base_model``, ``recipe``, ``n_examples``, ``target``.
     """
 
+    #: What it is, in messages (and in a saved estimator's manifest).
+    KIND = "fine-tuned encoder"
+
     def __init__(self, fingerprint: str, info: dict):
         self.fingerprint = fingerprint
         self.info = dict(info)
@@ -112,14 +119,14 @@ class TunedEncoder(os.PathLike):
         for relative, content in self._files.items():
             target = Path(folder, *relative.split("/"))
             if ".." in target.relative_to(folder).parts:
-                raise ValueError(f"A fine-tuned encoder's file {relative!r} is outside its folder.")
+                raise ValueError(f"A {self.KIND}'s file {relative!r} is outside its folder.")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
         found = folder_fingerprint(folder)
         if found != self.fingerprint:
             _remove(folder)
             raise ValueError(
-                f"The files of fine-tuned encoder {self.fingerprint[:12]} do not match its "
+                f"The files of {self.KIND} {self.fingerprint[:12]} do not match its "
                 f"fingerprint (they give {found[:12]}): the pickle is damaged."
             )
         return folder
@@ -137,13 +144,13 @@ class TunedEncoder(os.PathLike):
         folder = self._materialised().path
         if not os.path.isdir(folder):
             raise FileNotFoundError(
-                f"The folder {folder!r} of fine-tuned encoder {self.fingerprint[:12]} no longer "
+                f"The folder {folder!r} of {self.KIND} {self.fingerprint[:12]} no longer "
                 "exists (it was deleted by hand)."
             )
         found = folder_fingerprint(folder)
         if found != self.fingerprint:
             raise ValueError(
-                f"The files of fine-tuned encoder {self.fingerprint[:12]} in {folder!r} were "
+                f"The files of {self.KIND} {self.fingerprint[:12]} in {folder!r} were "
                 f"changed after it was made (they now give {found[:12]}): refit the estimator."
             )
 
@@ -160,7 +167,7 @@ class TunedEncoder(os.PathLike):
 
     # -- a value: copies share it, pickles carry its files ----------------------
     def __eq__(self, other):
-        return isinstance(other, TunedEncoder) and other.fingerprint == self.fingerprint
+        return type(other) is type(self) and other.fingerprint == self.fingerprint
 
     def __hash__(self):
         return hash(self.fingerprint)
@@ -173,7 +180,7 @@ class TunedEncoder(os.PathLike):
 
     def __repr__(self):
         base = self.info.get("base_model")
-        return f"TunedEncoder({self.fingerprint[:12]}, base_model={base!r})"
+        return f"{type(self).__name__}({self.fingerprint[:12]}, base_model={base!r})"
 
     def __getstate__(self):
         state = {"fingerprint": self.fingerprint, "info": self.info}
@@ -190,7 +197,7 @@ class TunedEncoder(os.PathLike):
         resolve = _LOADING.get()
         if resolve is None:
             raise ValueError(
-                "This fine-tuned encoder was saved by skembed.save, which keeps its weights "
+                f"This {self.KIND} was saved by skembed.save, which keeps its weights "
                 "in a folder beside the estimator: load it with skembed.load(folder)."
             )
         path = resolve(state["folder"], self.fingerprint)
@@ -199,6 +206,17 @@ class TunedEncoder(os.PathLike):
             if live is None:
                 live = _LIVE[self.fingerprint] = _Folder(path, owned=False)
         self._folder = live
+
+
+class QuantizedModel(TunedEncoder):
+    """An OpenVINO model quantised to int8 at fit: an immutable value that pickles with its
+    files (``openvino_model.xml`` and ``.bin``), exactly as a :class:`TunedEncoder` does.
+
+    ``info`` says how it was made: ``base_model``, ``n_calibration_texts``, and the
+    versions of OpenVINO and NNCF that made it.
+    """
+
+    KIND = "int8 OpenVINO model"
 
 
 @contextlib.contextmanager

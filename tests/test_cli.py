@@ -430,7 +430,7 @@ def test_flags_take_the_vectorizer_defaults_and_help(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "--batch-size N Texts per forward pass (default: 32)" in out
     assert "--handle-missing {empty,error,zero}" in out
-    assert "--precision {bfloat16,float16,float32}" in out
+    assert "--precision {bfloat16,float16,float32,int8}" in out
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -71,7 +71,7 @@ def test_a_cuda_device_index_is_a_valid_parameter(tiny_model, monkeypatch):
         ("model", 3),
         ("backend", "onnx"),
         ("device", "tpu"),
-        ("precision", "int8"),
+        ("precision", "int4"),
         ("batch_size", 0),
         ("batch_size", 2.5),
         ("max_seq_length", 0),

@@ -12,19 +12,23 @@ second loader, no optimum. It is checked against the torch modules on probe
 batches before it is kept (:data:`EXACT_TOLERANCE`), so a model that converts
 but computes something else is refused, never served.
 
-Nothing here phones home: ``openvino.convert_model`` (OVC) would start
-OpenVINO's telemetry, so it is not called; NNCF starts its own when imported,
-so it is imported with its documented switches off (:func:`_import_nncf`).
+Nothing here phones home: importing OpenVINO (its OVC tools) or NNCF starts
+OpenVINO's telemetry, which writes a client id to the home folder and sends
+events from ``openvino.convert_model`` and ``nncf.quantize``. So both are
+imported with the telemetry's own switches off (:func:`_import`), and
+``convert_model`` is not called.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import io
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -61,7 +65,7 @@ class CalibrationWarning(UserWarning):
 def require() -> None:
     """An ImportError naming the extra to install, when OpenVINO is missing."""
     try:
-        import openvino  # noqa: F401
+        _import("openvino")
     except ImportError as exc:
         raise ImportError(
             "backend='openvino' needs OpenVINO: pip install 'skembed[openvino]' "
@@ -278,28 +282,49 @@ def quantize(folder: str | os.PathLike, samples: list, *, show_progress_bar: boo
     with _nncf_quiet(show_progress_bar):
         quantized = nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER,
                                   subset_size=len(samples))
+    _canonical_names(quantized)
     out = tempfile.mkdtemp(prefix="skembed-int8-")
     openvino.save_model(quantized, os.path.join(out, GRAPH_FILE))
     return out
+
+
+_AUTOMATIC_NAME = re.compile(r"[A-Za-z]+_\d+")
+
+
+def _canonical_names(model) -> None:
+    """Name the operations OpenVINO named by a process-wide counter (``Constant_103792``)
+    by their place in the graph instead, so that the same calibration writes the same
+    files (and so the same fingerprint) in any process."""
+    model.set_friendly_name("skembed")
+    for index, op in enumerate(model.get_ordered_ops()):
+        if _AUTOMATIC_NAME.fullmatch(op.get_friendly_name()):
+            op.set_friendly_name(f"{op.get_type_name()}_{index}")
 
 
 def nncf_version() -> str:
     return _import_nncf().__version__
 
 
-def _import_nncf():
-    """NNCF, imported with its telemetry off.
+def _import(name: str):
+    """The module ``name`` (openvino or nncf), imported with OpenVINO's telemetry off.
 
-    NNCF starts OpenVINO's telemetry as it is imported, unless ``NNCF_CI`` is
-    set, and the telemetry declines to start where ``CI`` is true: both are
-    set for the import only (NNCF reads them then), so nothing is sent or
-    written to the user's home folder.
+    OpenVINO's telemetry starts as ``openvino`` (its OVC tools) or ``nncf`` is
+    imported, and declines to where ``CI`` is true; NNCF uses a stub instead
+    where ``NNCF_CI`` is set. Both are read at import only, so both are set
+    for the import only: nothing is sent nor written to the user's home folder.
+    (Where the user imported them first, their own settings hold.)
     """
-    if "nncf" in sys.modules:
-        return sys.modules["nncf"]
+    if name in sys.modules:
+        return sys.modules[name]
+    with _environment(CI="true", NNCF_CI="1"):
+        return importlib.import_module(name)
+
+
+def _import_nncf():
+    """NNCF, imported with its telemetry off (:func:`_import`)."""
     try:
-        with _environment(NNCF_CI="1", CI="true"):
-            import nncf
+        _import("openvino")
+        nncf = _import("nncf")
     except ImportError as exc:
         raise ImportError(
             "precision='int8' needs NNCF: pip install 'skembed[openvino]'. "

@@ -33,6 +33,7 @@ from ._label_tuning import LabelFineTuneConfig, SetFitConfig
 from ._lifecycle import FrozenParameters
 from ._number_tuning import NumericFineTuneConfig
 from ._regressor import SimilarityRegressor
+from ._openvino import GRAPH_FILE, WEIGHTS_FILE
 from ._tuned import QuantizedModel, TunedEncoder, loading, saving
 from ._vectorizer import EmbeddingVectorizer
 
@@ -208,6 +209,11 @@ def _model_card(estimator, manifest: dict, metrics: dict) -> str:
                 lines.append(f"- `{os.fspath(model)}` (not fine-tuned; not copied here)")
     for reference, encoder in manifest["encoders"].items():
         info = encoder["info"]
+        if info.get("kind") == "openvino-int8":
+            lines.append(f"- `{reference}`: `{info.get('base_model')}` quantised to int8 for "
+                         f"OpenVINO {info.get('openvino')} (NNCF {info.get('nncf')}), "
+                         f"calibrated on {info.get('n_calibration_texts')} texts")
+            continue
         lines += [f"- `{reference}`: `{info.get('base_model')}` fine-tuned on "
                   f"{info.get('n_examples')} {info.get('target', 'examples')}",
                   f"  - recipe: `{json.dumps(info.get('recipe', {}), sort_keys=True)}`"]
@@ -317,6 +323,14 @@ def _check_encoder(root: Path, reference: str, entry: dict) -> str:
         raise SavedEstimatorError(
             f"The encoder {reference!r} in {str(root)!r} is not what was saved ({what}): "
             "its files were changed after skembed.save.")
+    if entry.get("info", {}).get("kind") == "openvino-int8":
+        # OpenVINO reads its .bin as raw weights, never with pickle; nothing else may be there.
+        expected = {GRAPH_FILE, WEIGHTS_FILE}
+        if set(found) != expected or set(saved) != expected:
+            raise SavedEstimatorError(
+                f"The int8 OpenVINO model {reference!r} in {str(root)!r} must hold exactly "
+                f"{sorted(expected)}; it holds {sorted(found)}.")
+        return str(folder)
     unsafe = sorted(name for name in found if name.endswith(_PICKLE_SUFFIXES + (".py",)))
     if unsafe:
         raise SavedEstimatorError(

@@ -32,7 +32,7 @@ from ._config import (
     EncoderConfig,
     load_arguments,
 )
-from ._devices import device_type, resolve_device
+from ._devices import device_type
 from ._fingerprint import model_identity
 from ._input import unique_texts, validate_text_columns
 from ._label_tuning import train_on_labels
@@ -43,7 +43,7 @@ from ._lifecycle import (
     fine_tune,
     fine_tuning_constraints,
 )
-from ._loading import check_model_location
+from ._loading import check_model_location, load_request
 from ._number_tuning import NumericFineTuneConfig, train_on_numbers
 from ._recipes import RECIPE_CLASSES, vectorizer_recipe
 from ._registry import save_model
@@ -486,7 +486,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         again only when the device changes or its model was released."""
         runtime = self.__dict__.setdefault("_runtime", {})
         config = self._fitted_config()
-        device = resolve_device(config.device)
+        device = load_request(config).device  # resolved, and checked against the backend
         plan = runtime.get("plan")
         if plan is None or not plan.live or runtime.get("device") != device:
             if self.fine_tuned_model_ is not None:

@@ -206,6 +206,8 @@ def test_grid_search_with_four_processes_shares_one_file(tiny_model, stsb_dir, d
         {"precision": "bfloat16"},
         {"max_seq_length": 8},
         {"backend": "transformers"},
+        {"backend": "openvino"},
+        {"backend": "openvino", "precision": "int8"},
         {"prompt": "consulta: "},
         {"truncate_dim": 16},
         "other weights",
@@ -213,6 +215,7 @@ def test_grid_search_with_four_processes_shares_one_file(tiny_model, stsb_dir, d
     ids=str,
 )
 @pytest.mark.filterwarnings("ignore::skembed.TruncationWarning")  # cut on purpose
+@pytest.mark.filterwarnings("ignore::skembed.CalibrationWarning")  # int8 on 10 texts
 def test_anything_that_changes_a_vector_changes_the_key(
     tiny_model, other_model, texts, db, change
 ):

@@ -16,6 +16,7 @@ model runs on the previous chunk. Any other model is encoded by
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import warnings
 import weakref
@@ -208,8 +209,6 @@ def encode(config: EncoderConfig | None, texts: list, *, batch_size: int = 32,
         ``prepare(config)``, prepared once by the caller (``config`` is then
         not read).
     """
-    from tqdm.auto import tqdm
-
     plan = prepare(config) if plan is None else plan
     model = plan.model  # a strong reference for the call: the plan's own is weak
     texts = list(texts)
@@ -219,12 +218,13 @@ def encode(config: EncoderConfig | None, texts: list, *, batch_size: int = 32,
     by_characters = sorted(range(len(texts)), key=lambda i: (len(texts[i]), texts[i]))
     ordered = [texts[i] for i in by_characters]
     order = np.array(by_characters)
-    progress = tqdm(
-        total=len(texts), disable=not show_progress_bar, desc="Embedding", unit="text",
-        leave=False,
-    )
-    with progress:
-        if plan.engine == "skembed":
+    progress = _progress_bar(len(texts)) if show_progress_bar else contextlib.nullcontext(
+        _NO_PROGRESS)
+    with progress as progress:
+        if plan.engine == "skembed" and _fits_one_batch(plan, ordered, batch_size):
+            longest = _encode_one_batch(plan, ordered, order, out)
+            progress.update(len(texts))
+        elif plan.engine == "skembed":
             longest = _encode_in_batches(plan, ordered, order, out, batch_size, progress)
         else:
             longest = _encode_with_sentence_transformers(plan, ordered, order, out, batch_size,
@@ -233,6 +233,23 @@ def encode(config: EncoderConfig | None, texts: list, *, batch_size: int = 32,
         _warn_about_truncation(plan, [ordered[i] for i in longest], len(texts),
                                plan.asked_max_length)
     return out
+
+
+class _NoProgress:
+    """What a progress bar is told when none is shown (building a disabled tqdm costs more
+    than a small call's work)."""
+
+    def update(self, n: int) -> None:
+        pass
+
+
+_NO_PROGRESS = _NoProgress()
+
+
+def _progress_bar(total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="Embedding", unit="text", leave=False)
 
 
 # -- skembed's batching -----------------------------------------------------------
@@ -336,9 +353,9 @@ class _Transfers:
 
     def host(self, array: np.ndarray):
         """A torch tensor of ``array``, ready to be sent to the device."""
-        import torch
+        from torch import from_numpy
 
-        tensor = torch.from_numpy(array)
+        tensor = from_numpy(array)
         return _pin(tensor) if self.asynchronous else tensor
 
     def upload(self, tensor):
@@ -388,7 +405,7 @@ def _prepare_chunk(plan: Plan, ordered: list, span: tuple, batch_size: int,
         tokens = _packed(windows.ids)
         windows.ids = None  # packed: the lists go
         first = 0
-    pad_id = plan.model.tokenizer.pad_token_id or 0
+    pad_id = plan.model.pad_id
     by_length = np.argsort(tokens.lengths, kind="stable")
     batches = []
     for begin in range(0, len(by_length), batch_size):
@@ -486,6 +503,44 @@ def _encode_in_batches(plan: Plan, ordered: list, order: np.ndarray, out: np.nda
             send_back()
         finish_copies(keep=0)
     return full_rows
+
+
+#: Whether a call of at most one batch of texts on the CPU takes the short path (tests
+#: turn it off to compare both paths).
+ONE_BATCH_PATH = True
+
+
+def _fits_one_batch(plan: Plan, ordered: list, batch_size: int) -> bool:
+    return (ONE_BATCH_PATH and len(ordered) <= batch_size and plan.windows is None
+            and plan.model.device == "cpu"
+            and sum(map(len, ordered)) + len(ordered) * len(plan.prompt) <= TOKENIZE_CHUNK_CHARS)
+
+
+def _encode_one_batch(plan: Plan, ordered: list, order: np.ndarray, out: np.ndarray) -> list:
+    """Fill ``out`` for texts that make one batch on the CPU: the batch
+    :func:`_encode_in_batches` builds (rows sorted stably by token length, padded to
+    the longest, no mask when none is padded), without its chunks, threads and copies,
+    whose cost a service answering one text per call would pay on every call."""
+    import torch
+
+    model = plan.model
+    ids = token_ids(plan, ordered)
+    lengths = [len(i) for i in ids]
+    rows = sorted(range(len(ids)), key=lengths.__getitem__)  # stable, as np.argsort's
+    width = lengths[rows[-1]]
+    input_ids = np.full((len(rows), width), model.pad_id, dtype=np.int64)
+    for row, i in enumerate(rows):
+        input_ids[row, : lengths[i]] = ids[i]
+    mask = None
+    if lengths[rows[0]] != width:
+        row_lengths = np.array([lengths[i] for i in rows])
+        mask = torch.from_numpy((np.arange(width) < row_lengths[:, None]).astype(np.int64))
+    with torch.inference_mode():
+        vectors = model.forward(torch.from_numpy(input_ids), mask)
+        if plan.truncate_dim is not None:
+            vectors = vectors[:, : plan.truncate_dim]
+        out[order[rows]] = vectors.float().numpy()
+    return [i for i in range(len(ids)) if lengths[i] == plan.max_length]
 
 
 def _encode_windows(model: LoadedModel, chunk: _Chunk, transfers: _Transfers, keep) -> None:

@@ -61,6 +61,28 @@ def _same(a, b) -> bool:
     return bool(equal) if isinstance(equal, bool | np.bool_) else False
 
 
+_PARAMETER_NAMES: dict = {}
+
+
+def _parameters(estimator, prefix: str = "") -> dict:
+    """``estimator.get_params(deep=True)``, with each class's parameter names read once.
+
+    scikit-learn reads them from ``__init__``'s signature on every call (a
+    tenth of a millisecond): too slow for a check made on every transform.
+    """
+    cls = type(estimator)
+    names = _PARAMETER_NAMES.get(cls)
+    if names is None:
+        names = _PARAMETER_NAMES[cls] = tuple(cls._get_param_names())
+    params = {}
+    for name in names:
+        value = getattr(estimator, name)
+        params[prefix + name] = value
+        if hasattr(value, "get_params") and not isinstance(value, type):
+            params.update(_parameters(value, f"{prefix}{name}__"))
+    return params
+
+
 class FrozenParameters:
     """The parameters of a fitted estimator that decide what it computes.
 
@@ -76,7 +98,7 @@ class FrozenParameters:
         self.values = self._frozen(estimator)
 
     def _frozen(self, estimator) -> dict:
-        params = estimator.get_params(deep=True)
+        params = _parameters(estimator)
         ignored = set(self._live)
         for name, value in params.items():
             if name.rpartition("__")[2] == "fine_tune" and not value:

@@ -93,6 +93,7 @@ class LoadedModel:
         self.lowercase = False  # the transformers backend's do_lower_case
         self._rust = None  # a private copy of the fast tokenizer, see rust_token_ids
         self._rust_lock = threading.Lock()
+        self.pad_id = 0
         self.runner = None  # backend="openvino": the compiled model (see forward)
         self.openvino_folder = None
         if request.backend == "sentence-transformers":
@@ -104,6 +105,7 @@ class LoadedModel:
                 self._load_transformers(request)
         if self.tokenizer is not None:
             self._rust = _own_rust_tokenizer(self.tokenizer, lowercase=self.lowercase)
+            self.pad_id = self.tokenizer.pad_token_id or 0  # read once: the tokenizer's is slow
         # Always cast: transformers 5 loads a checkpoint in its stored dtype.
         for module in [self.st, self.network, *self.tail, *self.final]:
             if module is not None:

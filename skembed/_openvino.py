@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 #: Bump when the graph skembed builds changes (its inputs, what it ends with).
-GRAPH_VERSION = 1
+GRAPH_VERSION = 2
 #: Where converted models are kept, when set; else ``$XDG_CACHE_HOME/skembed/openvino``.
 CACHE_ENV = "SKEMBED_OPENVINO_CACHE"
 GRAPH_FILE = "openvino_model.xml"
@@ -205,7 +205,10 @@ def _convert(graph, example: tuple, name: str):
             "Use backend='sentence-transformers'."
         ) from exc
     import openvino
+    from openvino._offline_transformations import apply_moc_transformations
 
+    # What openvino.convert_model does after the frontend (its graph simplifications).
+    apply_moc_transformations(model, cf=False, smart_reshape=True)
     for port, input_name in zip(model.inputs, ("input_ids", "attention_mask")):
         port.get_tensor().set_names({input_name})
     model.reshape({"input_ids": openvino.PartialShape([-1, -1]),

@@ -485,6 +485,9 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         """The engine's plan of the fitted model on the device asked now: prepared once,
         again only when the device changes or its model was released."""
         runtime = self.__dict__.setdefault("_runtime", {})
+        plan = runtime.get("plan")
+        if plan is not None and plan.live and runtime.get("asked") == self.device:
+            return plan  # the per-call path: nothing to resolve again
         config = self._fitted_config()
         device = load_request(config).device  # resolved, and checked against the backend
         plan = runtime.get("plan")
@@ -499,6 +502,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
                     f"then, {found} now). Fit it again, or restore the model's files."
                 )
             runtime["plan"], runtime["device"] = _engine.prepare(config), device
+        runtime["asked"] = self.device
         return runtime["plan"]
 
     @property
@@ -555,6 +559,9 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         Goes through the ``cache`` when there is one.
         """
         self._check_fitted()
+        return self._embed_unique(texts)
+
+    def _embed_unique(self, texts: list) -> np.ndarray:
         cache = resolve_cache(self.cache)
         key = self._model_key(cache)
         if key is None:
@@ -580,7 +587,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
 
     def _embed_columns(self, columns) -> np.ndarray:
         texts, positions = unique_texts(columns.columns)
-        vectors = self.embed_unique(texts)
+        vectors = self._embed_unique(texts)
         dim = vectors.shape[1]
         if columns.n_columns == 1 and len(texts) == columns.n_rows:
             # Every row is distinct, so the vectors already are the output in row

@@ -356,3 +356,24 @@ def test_the_truncation_check_reads_long_texts_chunk_by_chunk(tiny_model, monkey
     with pytest.warns(TruncationWarning, match="5 of 5 texts"):
         _engine.encode(encoder_config(tiny_model, max_seq_length=8), texts)
     assert seen == [2, 2, 1]
+
+
+@pytest.mark.parametrize("backend", ["sentence-transformers", "openvino"])
+@pytest.mark.parametrize("kind", ["plain", "normalized", "matryoshka"])
+def test_a_call_of_one_batch_gives_the_bytes_of_the_general_path(model_of_kind, monkeypatch,
+                                                                  kind, backend):
+    """The short path of small calls (what a service answering one text pays) builds the
+    very batch the general path builds: same rows, same padding, same bytes."""
+    from skembed import _engine
+
+    texts = ["hola", "una frase bastante más larga que las otras dos", "adiós, amigo", "",
+             "hola"[::-1]]
+    config = encoder_config(model_of_kind(kind), backend=backend)
+    short = _engine.encode(config, texts, batch_size=8)
+    monkeypatch.setattr(_engine, "ONE_BATCH_PATH", False)
+    general = _engine.encode(config, texts, batch_size=8)
+    assert short.tobytes() == general.tobytes()
+    single = [_engine.encode(config, [t], batch_size=8) for t in texts]
+    monkeypatch.setattr(_engine, "ONE_BATCH_PATH", True)
+    assert all(_engine.encode(config, [t], batch_size=8).tobytes() == s.tobytes()
+               for t, s in zip(texts, single))

@@ -18,7 +18,7 @@ try:
 except ImportError:  # Python 3.10: pip's own copy of the same parser
     from pip._vendor import tomli as tomllib
 
-EXTRAS = ("test-core",)
+EXTRAS = ("test-core", "openvino")
 KEPT = {"torch": "torch==2.13.0"}
 
 

@@ -21,7 +21,7 @@ One command measures, in the same run:
 Run::
 
     python benchmarks/bench_openvino.py --json benchmarks/results/openvino.json \\
-        --plot docs/_static/bench_openvino.png --markdown docs/_static/bench_openvino.inc
+        --plot docs/_static/bench_openvino.png --rst docs/_static/bench_openvino.inc
     python benchmarks/bench_openvino.py --quick          # smoke run, a few minutes
     python benchmarks/bench_openvino.py --only speed --isa avx2   # oneDNN/MKL held to AVX2
 
@@ -315,35 +315,51 @@ def _bare_openvino(vectorizer, head):
 
 
 # -- report -------------------------------------------------------------------------------------
-def markdown(result: dict) -> str:
-    lines = [f"Measured {result['date']} on {result['machine']['cpu']} "
-             f"({result['machine']['cores']} cores; {', '.join(result['machine']['flags'])}); "
-             f"ISA: {result['isa']}. Ratios are to ST encode fp32 in the same run.", ""]
+def _table(caption: str, header: list, rows: list) -> list:
+    lines = [f".. list-table:: {caption}", "   :header-rows: 1", ""]
+    for row in [header, *rows]:
+        lines += [f"   * - {row[0]}"] + [f"     - {cell}" for cell in row[1:]]
+    return lines + [""]
+
+
+def rst(result: dict) -> str:
+    """The report as reStructuredText (what docs/openvino.rst includes)."""
+    machine = result["machine"]
+    isa = ("native" if result["isa"] == "native" else
+           "oneDNN and MKL held to AVX2 by their environment variables (an emulation)")
+    lines = [f"Measured {result['date']} on {machine['cpu']} ({machine['cores']} cores; "
+             f"{', '.join(machine['flags'])}), instructions: {isa}; "
+             f"``python benchmarks/bench_openvino.py``. Ratios are to ST encode fp32 in the "
+             "same run.", ""]
     if result.get("speed"):
         models = list(dict.fromkeys(r["model"] for r in result["speed"]))
-        lines += ["| runtime | " + " | ".join(models) + " |",
-                  "|---|" + "---|" * len(models)]
+        rows = []
         for config in dict.fromkeys(r["config"] for r in result["speed"]):
-            cells = []
+            cells = [config]
             for model in models:
                 row = next((r for r in result["speed"]
                             if r["model"] == model and r["config"] == config), None)
                 cells.append("—" if row is None else
                              f"{row['per_second']:.0f}/s ({row['ratio_to_st_fp32']:.2f}×)")
-            lines.append(f"| {config} | " + " | ".join(cells) + " |")
-        lines.append("")
+            rows.append(cells)
+        lines += _table(f"Sentences per second ({result['n_texts']} distinct STSb-es "
+                        "sentences, batch 32)", ["runtime", *models], rows)
     if result.get("quality"):
-        lines += ["| MiniLM | STSb-es test Spearman | mean cos to fp32 |", "|---|---|---|"]
-        for name, row in result["quality"]["stsb"].items():
-            lines.append(f"| {name} | {row['spearman']:.4f} | {row['mean_cos_to_fp32']:.4f} |")
-        lines += ["", "| SIB-200 accuracy (MiniLM) | value |", "|---|---|"]
-        lines += [f"| {name} | {value:.4f} |" for name, value in result["quality"]["sib200"].items()]
-        lines.append("")
+        stsb = result["quality"]["stsb"]
+        lines += _table("all-MiniLM-L6-v2 on STSb-es test (cosine of the pairs)",
+                        ["runtime", "Spearman", "mean cos to fp32"],
+                        [[name, f"{row['spearman']:.4f}", f"{row['mean_cos_to_fp32']:.4f}"]
+                         for name, row in stsb.items()])
+        lines += _table("SIB-200 test accuracy, all-MiniLM-L6-v2 + LogisticRegression",
+                        ["setting", "accuracy"],
+                        [[name, f"{value:.4f}"]
+                         for name, value in result["quality"]["sib200"].items()])
     if result.get("latency"):
-        lines += ["| texts per call | runner | p50 ms | p95 ms |", "|---|---|---|---|"]
-        lines += [f"| {r['texts_per_call']} | {r['runner']} | {r['p50_ms']:.2f} | "
-                  f"{r['p95_ms']:.2f} |" for r in result["latency"]]
-    return "\n".join(lines) + "\n"
+        lines += _table("Latency of one call (all-MiniLM-L6-v2 + LogisticRegression, "
+                        "SIB-200 queries)", ["texts per call", "runner", "p50 (ms)", "p95 (ms)"],
+                        [[r["texts_per_call"], r["runner"], f"{r['p50_ms']:.2f}",
+                          f"{r['p95_ms']:.2f}"] for r in result["latency"]])
+    return "\n".join(lines)
 
 
 def plot(result: dict, path: str) -> None:
@@ -380,13 +396,23 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-tuning", action="store_true")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json")
-    parser.add_argument("--markdown")
+    parser.add_argument("--rst", help="write the report (reStructuredText) here")
+    parser.add_argument("--report", metavar="JSON",
+                        help="only render the report of an earlier run's --json")
     parser.add_argument("--plot")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         Path(args.out).write_text(json.dumps(speed_worker(json.loads(args.worker))))
+        return 0
+    if args.report:
+        result = json.loads(Path(args.report).read_text())
+        if args.rst:
+            Path(args.rst).write_text(rst(result))
+        if args.plot and result.get("speed"):
+            plot(result, args.plot)
+        print(rst(result))
         return 0
     if args.quick:
         args.n_texts, args.repeats, args.skip_tuning = 256, 1, True
@@ -399,11 +425,11 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
-    if args.markdown:
-        Path(args.markdown).write_text(markdown(result))
+    if args.rst:
+        Path(args.rst).write_text(rst(result))
     if args.plot and result.get("speed"):
         plot(result, args.plot)
-    print(markdown(result))
+    print(rst(result))
     return 0
 
 

@@ -28,7 +28,7 @@ This module imports nothing of skembed: every layer may read it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 DEFAULT_MODEL = "mrm8488/distiluse-base-multilingual-cased-v2-finetuned-stsb_multi_mt-es"
 BACKENDS = ("sentence-transformers", "transformers", "openvino", "auto")
@@ -84,6 +84,17 @@ class EncoderConfig:
         values = {name: params[name] for name in model_option_names()}
         values["model"] = os.fspath(values["model"])
         return cls(**values)
+
+
+def training_config(config: EncoderConfig) -> EncoderConfig:
+    """The config torch fine-tunes ``config``'s model with: OpenVINO only runs what torch
+    trained, so ``backend="openvino"`` and ``"auto"`` train with sentence-transformers, and
+    ``precision="int8"`` (made after training) trains in float32."""
+    if config.backend not in ("openvino", "auto"):
+        return config
+    precision = "float32" if config.precision == "int8" else config.precision
+    return replace(config, backend="sentence-transformers", precision=precision,
+                   int8_model=None)
 
 
 def model_option_names() -> tuple:

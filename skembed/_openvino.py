@@ -224,8 +224,10 @@ def _check_exact(graph, folder: Path, probes: list, name: str) -> None:
     for input_ids, attention_mask in probes:
         with torch.inference_mode():
             expected = graph(torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
-        found = compiled(input_ids, attention_mask)
-        worst = max(worst, float(np.abs(found - expected.float().numpy()).max()))
+        difference = np.abs(compiled(input_ids, attention_mask) - expected.float().numpy())
+        # NaN or infinity anywhere is the worst difference (max() would pass over a NaN).
+        worst = max(worst, float(difference.max()) if np.isfinite(difference).all()
+                    else float("inf"))
     if not worst <= EXACT_TOLERANCE:
         raise UnconvertibleModelError(
             f"backend='openvino' converted model {name!r}, but its vectors differ from "

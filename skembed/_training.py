@@ -22,6 +22,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ._config import training_config
 from ._devices import has_native_bfloat16, warn_if_bfloat16_is_slow
 from ._loading import (
     capped_max_length,
@@ -327,6 +328,7 @@ def run_training(configs: tuple, run: TrainingRun, recipe: TrainingRecipe, outpu
     """
     from tqdm.auto import tqdm
 
+    configs = tuple(map(training_config, configs))
     device = load_request(configs[0]).device
     bf16 = resolve_bf16(recipe.bf16, device)
     histories, stops, weight_sum = [], [], None

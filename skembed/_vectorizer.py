@@ -31,6 +31,7 @@ from ._config import (
     PRECISIONS,
     EncoderConfig,
     load_arguments,
+    training_config,
 )
 from ._devices import device_type
 from ._fingerprint import model_identity
@@ -452,10 +453,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         check_consistent_length(columns.columns[0], y)
         recipe, targets = vectorizer_recipe(self.fine_tune_params, y)
         numeric = isinstance(recipe, NumericFineTuneConfig)
-        base = self._encoder_config()
-        if base.backend in ("openvino", "auto"):  # torch trains; OpenVINO runs what it made
-            base = replace(base, backend="sentence-transformers",
-                           precision="float32" if base.precision == "int8" else base.precision)
+        base = training_config(self._encoder_config())
         _engine.dimension(base)  # every model setting is checked on the model before training
         # Every column's texts, each with its row's target; a missing cell is no text.
         texts, rows = [], []

@@ -117,6 +117,23 @@ def test_embed_text_lines_to_npy_and_a_table_keeps_every_column(tiny_model, tmp_
     assert table["text"].tolist() == texts and table.shape[1] == 1 + vectors.shape[1]
 
 
+@pytest.mark.filterwarnings("ignore::skembed.CalibrationWarning")  # int8 on 4 texts
+def test_embed_runs_on_openvino_in_float32_and_int8(tiny_model, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    lines = tmp_path / "texts.txt"
+    texts = ["Un gato duerme.", "Dos perros juegan en el parque.", "El cielo es azul.", "Hola"]
+    lines.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    expected = SentenceTransformer(tiny_model, device="cpu").encode(texts)
+    assert _embed(tiny_model, lines, "--out", tmp_path / "fp32.npy", "--backend",
+                  "openvino") == 0
+    np.testing.assert_allclose(np.load(tmp_path / "fp32.npy"), expected, rtol=0, atol=1e-5)
+    assert _embed(tiny_model, lines, "--out", tmp_path / "int8.npy", "--backend", "openvino",
+                  "--precision", "int8") == 0
+    int8 = np.load(tmp_path / "int8.npy")
+    assert int8.shape == expected.shape and not np.array_equal(int8, expected)
+
+
 def test_embed_missing_cells_follow_handle_missing(tiny_model, table_csv, tmp_path, capsys):
     table_csv.write_text("id,body\n1,Un perro.\n2,\n", encoding="utf-8")
     out = tmp_path / "v.npy"

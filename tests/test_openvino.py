@@ -234,6 +234,32 @@ def test_a_saved_openvino_folder_may_not_hold_anything_else(tiny_model, tmp_path
         skembed.load(folder)
 
 
+@pytest.mark.slow
+@pytest.mark.extras  # fine-tuning needs datasets and accelerate
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_a_fine_tuned_encoder_runs_on_openvino(tiny_model, topics, precision):
+    """torch tunes, OpenVINO runs what it made: float32 gives the tuned folder's encode."""
+    from sentence_transformers import SentenceTransformer
+
+    texts, labels = topics
+    vectorizer = EmbeddingVectorizer(
+        tiny_model, backend="openvino", precision=precision, fine_tune=True, random_state=0,
+        fine_tune_params={"steps": 3, "batch_size": 8, "learning_rate": 1e-3})
+    X = vectorizer.fit_transform(texts, labels)
+    tuned = SentenceTransformer(os.fspath(vectorizer.fine_tuned_model_), device="cpu")
+    expected = tuned.encode(texts)
+    assert np.abs(expected - SentenceTransformer(tiny_model, device="cpu").encode(
+        texts)).max() > 1e-4  # the tuning changed the encoder
+    if precision == "float32":
+        np.testing.assert_allclose(X, expected, rtol=0, atol=1e-5)
+    else:
+        assert vectorizer.quantized_model_.info["base_model"] == os.fspath(
+            vectorizer.fine_tuned_model_)
+        cosines = np.sum(X * expected, 1) / np.linalg.norm(X, axis=1) / np.linalg.norm(
+            expected, axis=1)
+        assert cosines.min() > 0.95
+
+
 # -- serving --------------------------------------------------------------------------------
 def test_threads_share_a_fitted_openvino_vectorizer(tiny_model):
     vectorizer = EmbeddingVectorizer(tiny_model, backend="openvino").fit(SENTENCES)
@@ -314,3 +340,14 @@ def test_no_telemetry_and_no_network_while_converting_and_quantising(tiny_model,
     assert found["consent"] is False  # the telemetry singleton NNCF made declined
     assert not found["ci_left_set"]  # the switches were set for NNCF's import only
     assert not (home / "intel").exists()  # no client id, no consent file written
+
+
+def test_a_conversion_that_gives_nan_is_refused(tmp_path, monkeypatch):
+    """A broken conversion (an older OpenVINO gave NaN for all-MiniLM-L6-v2) is refused."""
+    model = str(build_model(tmp_path / "model", seed=8))
+    monkeypatch.setenv(_openvino.CACHE_ENV, str(tmp_path / "cache"))
+    call = _openvino.CompiledModel.__call__
+    monkeypatch.setattr(_openvino.CompiledModel, "__call__",
+                        lambda self, ids, mask: call(self, ids, mask) * np.nan)
+    with pytest.raises(ValueError, match="differ from torch's by up to inf"):
+        EmbeddingVectorizer(model, backend="openvino").fit(["a"])

@@ -168,15 +168,21 @@ class LoadedModel:
         self.st, self._body = None, []  # the torch weights: OpenVINO holds its own copy
 
     def _probe_batches(self) -> list:
-        """``(input_ids, attention_mask)`` int64 batches of probe texts: padded, then not."""
-        ids = [i[: self.own_max_length] for i in
-               self.raw_token_ids(list(_PROBE_TEXTS), special_tokens=True)]
+        """``(input_ids, attention_mask)`` int64 batches of probe texts: padded, then not,
+        then one as long as the model reads."""
+        limit = self.own_max_length or self.position_limit or 512
+        ids = [i[:limit] for i in self.raw_token_ids(list(_PROBE_TEXTS), special_tokens=True)]
         width = max(map(len, ids))
         pad = self.tokenizer.pad_token_id or 0
         input_ids = np.array([i + [pad] * (width - len(i)) for i in ids], dtype=np.int64)
         mask = np.array([[1] * len(i) + [0] * (width - len(i)) for i in ids], dtype=np.int64)
         longest = int(np.argmax([len(i) for i in ids]))
-        return [(input_ids, mask), (input_ids[longest:longest + 1], mask[longest:longest + 1])]
+        # And one text as long as the model reads: positions a short probe never reaches.
+        body = ids[longest][1:-1] or ids[longest]
+        full = (ids[longest][:1] + body * limit)[: limit - 1]
+        full = np.array([full + ids[longest][-1:]], dtype=np.int64)
+        return [(input_ids, mask), (input_ids[longest:longest + 1], mask[longest:longest + 1]),
+                (full, np.ones_like(full))]
 
     # -- the transformers backend -------------------------------------------------
     def _load_transformers(self, request: LoadRequest) -> None:

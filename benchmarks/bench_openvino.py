@@ -44,17 +44,13 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench_speed's setup (offline, quiet) and its builder of the random-weight default model.
 from _paths import random_distiluse_dir  # noqa: E402
+from bench_speed import SHARED, ensure_model  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SKEMBED_SHARED", ROOT.parent / "shared"))
 STSB = SHARED / "data" / "stsb_multi_mt_es"
 SIB = SHARED / "data" / "sib200"
-BUILDER = SHARED / "tools" / "build_random_distiluse.py"
 
 #: name -> how it runs: ("st", precision) is SentenceTransformer.encode, ("skembed",
 #: backend, precision) an EmbeddingVectorizer.
@@ -76,11 +72,7 @@ def minilm() -> str:
 
 
 def distiluse() -> str:
-    path = random_distiluse_dir()
-    if not (path / "model.safetensors").is_file():
-        subprocess.run([sys.executable, str(BUILDER), "--out", str(path), "--seed", "0"],
-                       check=True)
-    return str(path)
+    return str(ensure_model(random_distiluse_dir()))
 
 
 def test_sentences(n: int) -> list:
@@ -403,13 +395,7 @@ def main(argv=None) -> int:
         Path(args.out).write_text(json.dumps(speed_worker(json.loads(args.worker))))
         return 0
     if args.report:
-        result = json.loads(Path(args.report).read_text())
-        if args.rst:
-            Path(args.rst).write_text(rst(result))
-        if args.plot and result.get("speed"):
-            plot(result, args.plot)
-        print(rst(result))
-        return 0
+        return report(json.loads(Path(args.report).read_text()), args)
     if args.quick:
         args.n_texts, args.repeats, args.skip_tuning = 256, 1, True
     parts = args.only or ["speed", "quality", "latency"]
@@ -421,6 +407,11 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
+    return report(result, args)
+
+
+def report(result: dict, args) -> int:
+    """Write and print the report of ``result`` as ``args`` ask."""
     if args.rst:
         Path(args.rst).write_text(rst(result))
     if args.plot and result.get("speed"):

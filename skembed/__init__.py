@@ -58,7 +58,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 # Public classes say where users import them from (tracebacks, reprs, pickles).
-for _public in (CacheError, CacheWarning, CalibrationWarning, MissingTextError, ModelLoadError, ParameterChangedError,
-                SavedEstimatorError, TruncationWarning):
+for _public in (CacheError, CacheWarning, CalibrationWarning, MissingTextError, ModelLoadError,
+                ParameterChangedError, SavedEstimatorError, TruncationWarning):
     _public.__module__ = __name__
 del _public

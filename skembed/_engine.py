@@ -89,7 +89,8 @@ def prepare(config: EncoderConfig) -> Plan:
     engine = "skembed" if model.fast_path_problem is None else "sentence-transformers"
     if prompt and not model.include_prompt:
         if model.st is None:
-            raise UnsupportedModelError(model.refusal("its pooling leaves the prompt's tokens out"))
+            raise UnsupportedModelError(
+                model.refusal("its pooling leaves the prompt's tokens out"))
         engine = "sentence-transformers"  # it needs the prompt's length, as encode measures it
     truncate_dim = config.truncate_dim if config.truncate_dim is not None else model.truncate_dim
     max_length = model.max_length(config.max_seq_length)

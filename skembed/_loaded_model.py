@@ -51,7 +51,8 @@ class UnsupportedModelError(ValueError):
 
 
 #: Texts that probe a conversion (several lengths, so that the batch is padded).
-_PROBE_TEXTS = ("a", "Hola, ¿qué tal? Una frase algo más larga, con acentos: ñandú.", "x y z 123")
+_PROBE_TEXTS = ("a", "Hola, ¿qué tal? Una frase algo más larga, con acentos: ñandú.",
+                "x y z 123")
 
 
 class LoadedModel:
@@ -194,14 +195,16 @@ class LoadedModel:
         classes = [(module_class(e.get("type", "")), e.get("path", ""), e) for e in entries]
         first_class, subfolder, _ = classes[0]
         if not (first_class and issubclass(first_class, Transformer)):
-            raise UnsupportedModelError(self.refusal(f"its first module is {entries[0].get('type')!r}"))
+            raise UnsupportedModelError(
+                self.refusal(f"its first module is {entries[0].get('type')!r}"))
         kwargs = {**request.kwargs, **({"subfolder": subfolder} if subfolder else {})}
         st_config = read_json(model_file(
             request, f"{subfolder}/sentence_bert_config.json" if subfolder
             else "sentence_bert_config.json")) or {}
         modalities = st_config.get("modality_config", {"text": None})
         if set(modalities) != {"text"} or st_config.get("processing_kwargs"):
-            raise UnsupportedModelError(self.refusal("its transformers module reads more than plain text"))
+            raise UnsupportedModelError(
+                self.refusal("its transformers module reads more than plain text"))
         self.tokenizer = AutoTokenizer.from_pretrained(request.model, **kwargs)
         self.network = AutoModel.from_pretrained(request.model, **kwargs)
         self.position_limit = position_limit(self.network.config)
@@ -221,7 +224,8 @@ class LoadedModel:
                 pooling = Pooling.load(request.model, subfolder=path,
                                        **accepted_arguments(Pooling.load, request.kwargs))
                 if pooling.pooling_mode not in ("mean", ["mean"], ("mean",)):
-                    raise UnsupportedModelError(self.refusal(f"its pooling is {pooling.pooling_mode!r}"))
+                    raise UnsupportedModelError(
+                        self.refusal(f"its pooling is {pooling.pooling_mode!r}"))
                 self.include_prompt = pooling.include_prompt
                 pooled = True
             elif cls is not None and pooled and issubclass(cls, Dense):

@@ -83,7 +83,7 @@ def load_request(config: EncoderConfig, device: str | None = None) -> LoadReques
                 "use device='auto' or 'cpu', or backend='sentence-transformers' on a GPU."
             )
         device = "cpu"
-    if config.precision == "int8" and config.backend != "openvino":
+    if config.precision == "int8" and config.backend not in ("openvino", "auto"):
         raise ValueError(
             f"precision='int8' runs on backend='openvino' (or 'auto'), not "
             f"backend={config.backend!r}."

@@ -45,8 +45,9 @@ ESTIMATOR_FILE = "estimator.skops"
 TRUSTED_TYPES = tuple(
     f"{cls.__module__}.{cls.__qualname__}"
     for cls in (EmbeddingVectorizer, SimilarityRegressor, MonotoneInterpolation,
-                FrozenParameters, TunedEncoder, QuantizedModel, FineTuneConfig, LabelFineTuneConfig,
-                SetFitConfig, NumericFineTuneConfig, EmbeddingCache, frozenset)
+                FrozenParameters, TunedEncoder, QuantizedModel, FineTuneConfig,
+                LabelFineTuneConfig, SetFitConfig, NumericFineTuneConfig, EmbeddingCache,
+                frozenset)
 )
 #: Weight files that are read with pickle (torch.load): never loaded from a saved folder.
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")

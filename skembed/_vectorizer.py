@@ -396,6 +396,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         with all_or_nothing(self):
             columns = self._validate_columns(X, reset=True)
             check_model_location(os.fspath(self.model))  # a mistyped path before any work
+            load_request(self._encoder_config())  # and settings no backend can honour
             cache = resolve_cache(self.cache)
             if cache is not None:
                 cache.open()  # a cache that cannot be written fails now, not after training

@@ -94,10 +94,13 @@ def test_a_stack_it_cannot_convert_is_refused_naming_the_module(model_of_kind, k
     ({"backend": "transformers", "precision": "int8"}, "precision='int8' runs on"),
 ])
 def test_settings_openvino_cannot_honour_are_refused(tiny_model, params, message):
+    loads, conversions = _registry.MODEL_LOADS, _openvino.CONVERSIONS
     vectorizer = EmbeddingVectorizer(tiny_model, **params)
     with pytest.raises(ValueError, match=message):
         vectorizer.fit(["a"])
     assert not hasattr(vectorizer, "embedding_dim_")
+    # Refused before any work: nothing loaded, converted or calibrated.
+    assert (_registry.MODEL_LOADS, _openvino.CONVERSIONS) == (loads, conversions)
 
 
 def test_a_conversion_that_differs_from_torch_is_refused(tmp_path, monkeypatch):
@@ -237,6 +240,7 @@ def test_a_saved_openvino_folder_may_not_hold_anything_else(tiny_model, tmp_path
 @pytest.mark.slow
 @pytest.mark.extras  # fine-tuning needs datasets and accelerate
 @pytest.mark.parametrize("precision", ["float32", "int8"])
+@pytest.mark.filterwarnings("ignore::skembed.CalibrationWarning")  # 24 texts
 def test_a_fine_tuned_encoder_runs_on_openvino(tiny_model, topics, precision):
     """torch tunes, OpenVINO runs what it made: float32 gives the tuned folder's encode."""
     from sentence_transformers import SentenceTransformer
@@ -282,6 +286,7 @@ def test_threads_share_a_fitted_openvino_vectorizer(tiny_model):
         np.testing.assert_allclose(np.vstack(rows), expected[i::8], atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore::skembed.CalibrationWarning")  # 27 texts
 def test_the_regressor_and_a_pipeline_run_on_openvino(tiny_model):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline

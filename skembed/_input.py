@@ -133,6 +133,10 @@ def _check_unicode(texts: np.ndarray, where) -> None:
             ) from None
 
 
+#: Columns of at most this many cells are first checked for holding plain strings only.
+_FAST_CHECK_ROWS = 64
+
+
 def _column_from_array(values: np.ndarray, col, names, index, handle_missing):
     n = len(values)
 
@@ -146,6 +150,10 @@ def _column_from_array(values: np.ndarray, col, names, index, handle_missing):
     if values.dtype.kind == "c":
         raise ValueError(f"Complex data not supported in {_describe_column(col, names)}.")
     values = values.astype(object, copy=False)
+    if n <= _FAST_CHECK_ROWS and all(type(v) is str for v in values):
+        # Plain strings (a service's few texts): nothing is missing, nothing to convert.
+        _check_unicode(values, where)
+        return values.copy(), np.zeros(n, dtype=bool)
     missing = np.asarray(pd.isna(values), dtype=bool)
     if missing.any() and handle_missing == "error":
         raise MissingTextError(where(int(np.flatnonzero(missing)[0])), int(missing.sum()))
@@ -262,8 +270,10 @@ def validate_text_columns(estimator, X, *, reset: bool, handle_missing: str, min
     ``feature_names_in_``); warnings and errors name the estimator the user called.
     """
     # Names first, as scikit-learn does: a renamed column is reported as
-    # such, not as the missing values a reindexed dataframe would hold.
-    _check_feature_names(estimator, X, reset=reset)
+    # such, not as the missing values a reindexed dataframe would hold. A plain list
+    # has none, and with none seen at fit there is nothing to check (nor to warn about).
+    if reset or not isinstance(X, list | tuple) or hasattr(estimator, "feature_names_in_"):
+        _check_feature_names(estimator, X, reset=reset)
     columns = to_text_columns(X, handle_missing=handle_missing, min_columns=min_columns)
     if reset:
         estimator.n_features_in_ = columns.n_columns

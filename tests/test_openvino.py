@@ -139,6 +139,26 @@ def test_a_second_process_loads_the_conversion_and_a_changed_folder_converts_aga
     assert len(os.listdir(cache)) == 2
 
 
+@pytest.mark.slow
+def test_processes_converting_one_model_at_once_share_one_cache_entry(tmp_path):
+    model = str(build_model(tmp_path / "model", seed=9))
+    cache = tmp_path / "conversions"
+    code = textwrap.dedent(f"""
+        import json
+        from skembed import EmbeddingVectorizer
+        X = EmbeddingVectorizer({model!r}, backend="openvino").fit_transform(["hola", "adiós"])
+        print(json.dumps(X.tolist()))
+    """)
+    env = {**os.environ, "SKEMBED_OPENVINO_CACHE": str(cache)}
+    runs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env) for _ in range(3)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], [err for _, err in outputs]
+    vectors = [json.loads(out) for out, _ in outputs]
+    assert vectors[0] == vectors[1] == vectors[2]
+    assert len(os.listdir(cache)) == 1  # one entry, and no half-written folder left beside it
+
+
 # -- int8 ---------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_int8_stays_close_to_float32(int8_minilm, minilm_reference):

@@ -130,8 +130,8 @@ def resolve_backend(config: EncoderConfig) -> str:
     model exactly on this machine (OpenVINO installed, the CPU, a convertible model),
     otherwise ``"sentence-transformers"``; any other backend is itself.
 
-    On a CPU, OpenVINO in float32 is about twice as fast as torch and as exact
-    (docs/performance). ``precision="int8"`` is OpenVINO's alone.
+    On a CPU, OpenVINO in float32 is faster than torch and as exact
+    (docs/openvino). ``precision="int8"`` is OpenVINO's alone.
     """
     from . import _openvino
 

@@ -113,8 +113,8 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         modules; it refuses, with a ValueError, a model with any other module.
         ``"openvino"`` (``pip install 'skembed[openvino]'``) converts the
         loaded model (network, pooling, Dense) to OpenVINO once, keeps the
-        conversion on disk for later processes, and runs it on the CPU, about
-        twice as fast as torch in float32 and as exact; it refuses, with a
+        conversion on disk for later processes, and runs it on the CPU, faster
+        than torch and as exact in float32 (docs/openvino); it refuses, with a
         ValueError naming the module, a model whose modules skembed's batching
         cannot run (see :attr:`engine_`). ``"auto"`` is ``"openvino"`` where
         it runs the model on this machine's CPU, else
@@ -128,7 +128,7 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
         :meth:`fit`, calibrated on a deterministic sample of at most 300 of
         the distinct texts given to fit (fewer than 32 still calibrate it,
         with a :class:`~skembed.CalibrationWarning`): faster, and close to
-        float32 but not equal (docs/performance); the quantised model is
+        float32 but not equal (docs/openvino); the quantised model is
         :attr:`quantized_model_` and travels with the vectorizer. No
         ``"auto"`` setting ever picks int8.
     max_seq_length : int or None, default=None
@@ -409,7 +409,6 @@ class EmbeddingVectorizer(TransformerMixin, BaseEstimator):
             if self.precision == "int8":
                 self.quantized_model_ = self._quantize(columns)
             self._runtime = {}
-            self._model_identity = None
             # The key first: a cache file knows the digests of the model's files, which
             # identifying the model would otherwise compute again.
             key = self._model_key(cache, warn=False)

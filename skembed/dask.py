@@ -248,6 +248,12 @@ def _fitted(vectorizer, sample):
     try:
         check_is_fitted(vectorizer)
     except NotFittedError:
+        if vectorizer.precision == "int8":
+            raise ValueError(
+                "precision='int8' calibrates the model on the texts given to fit, and an "
+                "unfitted vectorizer would be fitted on a placeholder here: fit it on a "
+                "sample of your texts first (vectorizer.fit(sample)), then pass it fitted."
+            ) from None
         vectorizer = dask.delayed(_fit, pure=False)(clone(vectorizer), sample).compute()
     if vectorizer.show_progress_bar == "auto":
         # Progress bars of workers end up in their logs: Dask has its own.

@@ -127,6 +127,17 @@ def test_matches_local_transform_in_row_order(client, tiny_model, frame):
     np.testing.assert_allclose(series, local[:, 32:], atol=ATOL, rtol=0)
 
 
+def test_an_int8_vectorizer_runs_fitted_and_is_refused_unfitted(client, tiny_model, frame):
+    """int8 calibrates on the fit texts: fitted on the user's sample, the workers embed with
+    the quantised model it carries; unfitted, it would calibrate on a placeholder."""
+    ddf = dd.from_pandas(frame, npartitions=3, sort=False)
+    fitted = _vectorizer(tiny_model, backend="openvino", precision="int8").fit(frame["a"])
+    out = embed(fitted, ddf["a"]).compute()
+    np.testing.assert_allclose(out, fitted.transform(frame["a"]), atol=ATOL, rtol=0)
+    with pytest.raises(ValueError, match="fit it on a sample of your texts first"):
+        embed(_vectorizer(tiny_model, backend="openvino", precision="int8"), ddf["a"])
+
+
 def test_bag_array_and_empty_partitions(client, tiny_model, frame):
     local = _vectorizer(tiny_model).fit_transform(frame[["a", "b"]])
     bag = db.from_sequence(frame["a"].tolist(), npartitions=4)

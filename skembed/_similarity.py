@@ -9,12 +9,14 @@ configured" validate it: they fit a clone, as a meta-estimator would.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from sklearn.base import clone
 from sklearn.preprocessing import normalize
 
 from ._input import to_text_columns, unique_texts
-from ._vectorizer import EmbeddingVectorizer
+from ._vectorizer import LIVE_PARAMETERS, EmbeddingVectorizer
 
 #: Decimals a cosine keeps. The cosine of float32 vectors is exact to ~1e-7 at best;
 #: float64 noise below 1e-12 would otherwise tell a text's similarity to itself
@@ -33,6 +35,11 @@ def fitted_vectorizer(vectorizer, texts, **params) -> EmbeddingVectorizer:
         raise TypeError(
             f"vectorizer must be an EmbeddingVectorizer, got {type(vectorizer).__name__}."
         )
+    if (getattr(vectorizer, "quantized_model_", None) is not None
+            and vectorizer.n_features_in_ == 1 and set(params) <= LIVE_PARAMETERS):
+        # Its int8 model was calibrated on the texts it was fitted with: fitting a clone
+        # on these would calibrate another one. Used as fitted (live settings aside).
+        return copy.deepcopy(vectorizer).set_params(**params)
     tuned = getattr(vectorizer, "fine_tuned_model_", None)
     if tuned is not None:
         params = {"model": tuned, "fine_tune": False, **params}

@@ -327,6 +327,24 @@ def test_the_regressor_and_a_pipeline_run_on_openvino(tiny_model):
     assert pipe.predict_proba(pairs["sentence1"].tolist()[:3]).shape == (3, 2)
 
 
+@pytest.mark.filterwarnings("ignore::skembed.CalibrationWarning")  # 30 texts
+def test_evaluate_sts_keeps_the_calibration_of_a_fitted_int8_vectorizer(tiny_model):
+    """Calibrated on training texts, it is not calibrated again on the evaluation's texts."""
+    train, test = STSB.head(60), STSB.tail(30)
+    vectorizer = EmbeddingVectorizer(tiny_model, backend="openvino", precision="int8")
+    vectorizer.fit(train["sentence1"].tolist())
+    first, second = test["sentence1"].tolist(), test["sentence2"].tolist()
+    result = skembed.evaluate_sts(vectorizer, first, second, test["similarity_score"],
+                                  batch_size=4)
+    a, b = vectorizer.transform(first), vectorizer.transform(second)
+    cosine = np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    np.testing.assert_allclose(result.similarity, cosine, atol=1e-5)
+    unfitted = skembed.evaluate_sts(
+        EmbeddingVectorizer(tiny_model, backend="openvino", precision="int8"), first, second,
+        test["similarity_score"])
+    assert np.abs(unfitted.similarity - result.similarity).max() > 1e-6  # calibrated on test
+
+
 # -- nothing phones home -------------------------------------------------------------------
 @pytest.mark.slow
 def test_no_telemetry_and_no_network_while_converting_and_quantising(tiny_model, tmp_path):

@@ -14,6 +14,7 @@ other module stack is encoded by ``SentenceTransformer.encode``.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 
@@ -94,7 +95,6 @@ class LoadedModel:
         self.lowercase = False  # the transformers backend's do_lower_case
         self._rust = None  # a private copy of the fast tokenizer, see rust_token_ids
         self._rust_lock = threading.Lock()
-        self.pad_id = 0
         self.runner = None  # backend="openvino": the compiled model (see forward)
         self.openvino_folder = None
         if request.backend == "sentence-transformers":
@@ -106,7 +106,6 @@ class LoadedModel:
                 self._load_transformers(request)
         if self.tokenizer is not None:
             self._rust = _own_rust_tokenizer(self.tokenizer, lowercase=self.lowercase)
-            self.pad_id = self.tokenizer.pad_token_id or 0  # read once: the tokenizer's is slow
         # Always cast: transformers 5 loads a checkpoint in its stored dtype.
         for module in [self.st, self.network, *self.tail, *self.final]:
             if module is not None:
@@ -174,8 +173,8 @@ class LoadedModel:
         limit = self.own_max_length or self.position_limit or 512
         ids = [i[:limit] for i in self.raw_token_ids(list(_PROBE_TEXTS), special_tokens=True)]
         width = max(map(len, ids))
-        pad = self.tokenizer.pad_token_id or 0
-        input_ids = np.array([i + [pad] * (width - len(i)) for i in ids], dtype=np.int64)
+        input_ids = np.array([i + [self.pad_id] * (width - len(i)) for i in ids],
+                             dtype=np.int64)
         mask = np.array([[1] * len(i) + [0] * (width - len(i)) for i in ids], dtype=np.int64)
         longest = int(np.argmax([len(i) for i in ids]))
         # And one text as long as the model reads: positions a short probe never reaches.
@@ -251,6 +250,11 @@ class LoadedModel:
         )
 
     # -- running it ---------------------------------------------------------------
+    @functools.cached_property
+    def pad_id(self) -> int:
+        """The tokenizer's padding id (read once: the tokenizer's attribute is slow)."""
+        return self.tokenizer.pad_token_id or 0
+
     def max_length(self, max_seq_length: int | None) -> int | None:
         """Tokens read per text with the setting ``max_seq_length`` (None: the model's own)."""
         if max_seq_length is not None and self.tokenizer is None:
